@@ -1,0 +1,1 @@
+"""The calsync domain: settings, database, models, provider clients and sync engines."""

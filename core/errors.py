@@ -1,0 +1,81 @@
+"""One exception tree for sync failures; each error carries a short message that is safe to show.
+
+    SyncError
+    ├── AuthError                 provider rejected our credentials
+    │   └── NeedsReauth           refresh token revoked/expired: the user must reconnect
+    ├── RateLimited               provider asked us to slow down (retryable)
+    ├── TransientProviderError    5xx, timeouts, dropped connections (retryable)
+    ├── CursorExpired             sync token / cursor no longer valid (410): full resync
+    ├── NotFound                  the calendar or workspace is gone upstream
+    └── InvalidRequest            the provider rejected our request (a bug on our side)
+
+The flow decides retry vs fail from the type alone (`is_retryable`). `user_message` is what the
+frontend and the Prefect state show: never a stack trace, a token or a provider's raw body.
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    user_message = "The sync failed. It will be retried automatically."
+    retryable = False
+
+    def __init__(self, detail: str = "", *, user_message: str | None = None) -> None:
+        super().__init__(detail or self.user_message)
+        if user_message is not None:
+            self.user_message = user_message
+
+
+class AuthError(SyncError):
+    user_message = "The provider rejected our credentials. Reconnect your account."
+
+
+class NeedsReauth(AuthError):
+    user_message = "Access was revoked or has expired: reconnect your account."
+
+
+class TransientProviderError(SyncError):
+    user_message = "The provider is temporarily unavailable. The sync will be retried."
+    retryable = True
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        retry_after_s: float | None = None,
+        user_message: str | None = None,
+    ) -> None:
+        super().__init__(detail, user_message=user_message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(TransientProviderError):
+    user_message = "The provider is rate limiting us. The sync will be retried shortly."
+
+
+class CursorExpired(SyncError):
+    user_message = "The sync cursor expired; a full resync is needed."
+
+
+class NotFound(SyncError):
+    user_message = "This calendar no longer exists at the provider."
+
+
+class InvalidRequest(SyncError):
+    user_message = "The provider rejected the sync request. We have been notified."
+
+
+GENERIC_FAILURE = "The sync failed unexpectedly. It will be retried on the next sync."
+CRASHED = "The sync stopped unexpectedly (its worker went away). It will run again on the next sync."
+CANCELLED = "The sync was cancelled."
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, SyncError) and exc.retryable
+
+
+def user_message_for(exc: BaseException | None) -> str:
+    """The safe message for any exception: ours say what happened, anything else stays generic."""
+    if isinstance(exc, SyncError):
+        return exc.user_message
+    return GENERIC_FAILURE
