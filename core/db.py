@@ -1,4 +1,4 @@
-"""Engine, session factory and the declarative base (predictable constraint names, UTC timestamps)."""
+"""Engine, session factory and the declarative base (stable constraint names, UTC timestamps)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ def utcnow() -> datetime:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not pysqlite, issue BEGIN (see `_sqlite_begin`).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets the API read while a sync writes; the busy timeout absorbs short writer overlaps.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -62,6 +64,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Any) -> None:
+    # A deferred transaction that reads then writes fails at once with "database is locked"
+    # when another writer got there first; IMMEDIATE takes the write lock up front and waits.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -69,6 +77,7 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 

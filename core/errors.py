@@ -66,7 +66,7 @@ class InvalidRequest(SyncError):
 
 
 GENERIC_FAILURE = "The sync failed unexpectedly. It will be retried on the next sync."
-CRASHED = "The sync stopped unexpectedly (its worker went away). It will run again on the next sync."
+CRASHED = "The sync stopped unexpectedly (its worker went away). The next sync will retry it."
 CANCELLED = "The sync was cancelled."
 
 

@@ -38,7 +38,23 @@ class Settings(BaseSettings):
     google_request_timeout_s: float = Field(
         default=30.0, gt=0, validation_alias=AliasChoices("GOOGLE_REQUEST_TIMEOUT_S")
     )
-    encryption_keys: str = Field(default="", validation_alias=AliasChoices("CALSYNC_ENCRYPTION_KEYS"))
+    linear_api_url: str = Field(
+        default="https://api.linear.app/graphql", validation_alias=AliasChoices("LINEAR_API_URL")
+    )
+    linear_oauth_token_url: str = Field(
+        default="https://api.linear.app/oauth/token",
+        validation_alias=AliasChoices("LINEAR_OAUTH_TOKEN_URL"),
+    )
+    linear_client_id: str = Field(default="", validation_alias=AliasChoices("LINEAR_CLIENT_ID"))
+    linear_client_secret: str = Field(
+        default="", validation_alias=AliasChoices("LINEAR_CLIENT_SECRET")
+    )
+    google_events_page_size: int = Field(
+        default=2500, ge=1, le=2500, validation_alias=AliasChoices("GOOGLE_EVENTS_PAGE_SIZE")
+    )
+    encryption_keys: str = Field(
+        default="", validation_alias=AliasChoices("CALSYNC_ENCRYPTION_KEYS")
+    )
     calendar_sync_from_months: int = Field(
         default=1, ge=1, le=24, validation_alias=AliasChoices("CALSYNC_CALENDAR_SYNC_FROM_MONTHS")
     )
@@ -54,7 +70,9 @@ class Settings(BaseSettings):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
 
-    @field_validator("google_api_base_url", "google_oauth_token_url")
+    @field_validator(
+        "google_api_base_url", "google_oauth_token_url", "linear_api_url", "linear_oauth_token_url"
+    )
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from core import models  # noqa: F401  (registers the tables on Base.metadata)
 from core.db import Base, make_engine
 from core.settings import get_settings
-from core import models  # noqa: F401  (registers the tables on Base.metadata)
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,0 +1,1 @@
+"""Provider API clients that stream pages and raise the typed errors of `core.errors`."""

@@ -1,0 +1,303 @@
+"""Calendar sync engine: Google event pages -> one upsert per page -> sync token at the end.
+
+Pure of orchestration: Prefect wraps it in `flows/calendar_sync.py`, benchmarks call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import session_factory as default_session_factory
+from core.db import utcnow
+from core.errors import CursorExpired, NeedsReauth
+from core.models import CalendarConnection, ConnectionStatus, Event, ExternalCalendar, UserSettings
+from core.providers.google_calendar import EventPage, GoogleCalendarClient
+from core.providers.google_oauth import GOOGLE_REAUTH_MESSAGE, refresh_access_token
+from core.settings import Settings, get_settings
+from core.sync.event_rows import event_row
+from core.sync.prefetch import prefetched
+from core.sync.upsert import upsert_rows
+
+logger = logging.getLogger(__name__)
+
+TOKEN_REFRESH_MARGIN = timedelta(seconds=60)
+EVENT_KEY = ("external_calendar_id", "external_id")
+
+PageCallback = Callable[["PassProgress"], None]
+
+
+@dataclass(frozen=True)
+class PassProgress:
+    pages: int
+    items: int
+    full_pass: bool
+
+
+@dataclass(frozen=True)
+class CalendarSyncCounts:
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    pages: int = 0
+    full_pass: bool = False
+    resynced_after_expiry: bool = False
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Target:
+    calendar_id: uuid.UUID
+    external_id: str
+    access_role: str
+    sync_token: str | None
+    connection_id: uuid.UUID
+    access_token: str | None
+    refresh_token: str
+    expires_at: datetime | None
+    time_min: datetime
+
+
+def months_before(moment: datetime, months: int) -> datetime:
+    month_index = moment.year * 12 + moment.month - 1 - months
+    year, month = divmod(month_index, 12)
+    # Clamp the day so Mar 31 - 1 month is Feb 28/29, not an error.
+    for day in (moment.day, 30, 29, 28):
+        try:
+            return moment.replace(year=year, month=month + 1, day=day)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+class CalendarSyncEngine:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        sessions: sessionmaker[Session] | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.sessions = sessions or default_session_factory()
+
+    def sync(
+        self, calendar_id: uuid.UUID, on_page: PageCallback | None = None
+    ) -> CalendarSyncCounts:
+        target = self._load(calendar_id)
+        if target is None:
+            logger.info("calendar %s is disabled or gone; nothing to sync", calendar_id)
+            return CalendarSyncCounts()
+        access_token, expires_at = self._fresh_token(target)
+        client = GoogleCalendarClient(
+            self.settings,
+            access_token=access_token,
+            refresh_token=target.refresh_token,
+            expires_at=expires_at,
+        )
+        try:
+            if target.sync_token:
+                try:
+                    return self._pass(target, client, full=False, on_page=on_page)
+                except CursorExpired:
+                    logger.info("sync token expired for calendar %s: full resync", calendar_id)
+                    counts = self._pass(target, client, full=True, on_page=on_page)
+                    return CalendarSyncCounts(**{**counts.as_dict(), "resynced_after_expiry": True})
+            return self._pass(target, client, full=True, on_page=on_page)
+        except NeedsReauth:
+            self._mark_needs_reauth(target.connection_id)
+            raise
+        finally:
+            self._store_refreshed_token(target, client)
+
+    def _load(self, calendar_id: uuid.UUID) -> _Target | None:
+        with self.sessions() as session:
+            row = session.execute(
+                select(ExternalCalendar, CalendarConnection, UserSettings.calendar_sync_from_months)
+                .join(CalendarConnection, ExternalCalendar.connection_id == CalendarConnection.id)
+                .outerjoin(UserSettings, UserSettings.user_id == CalendarConnection.user_id)
+                .where(ExternalCalendar.id == calendar_id)
+            ).one_or_none()
+        if row is None or not row[0].enabled:
+            return None
+        calendar, connection, months = row
+        if connection.status == ConnectionStatus.NEEDS_REAUTH:
+            raise NeedsReauth(
+                "connection needs re-authorization", user_message=GOOGLE_REAUTH_MESSAGE
+            )
+        return _Target(
+            calendar_id=calendar.id,
+            external_id=calendar.external_id,
+            access_role=calendar.access_role,
+            sync_token=calendar.sync_token,
+            connection_id=connection.id,
+            access_token=connection.access_token,
+            refresh_token=connection.refresh_token,
+            expires_at=connection.access_token_expires_at,
+            time_min=months_before(utcnow(), months or self.settings.calendar_sync_from_months),
+        )
+
+    def _fresh_token(self, target: _Target) -> tuple[str, datetime | None]:
+        expires_at = target.expires_at
+        if target.access_token and expires_at and expires_at - utcnow() > TOKEN_REFRESH_MARGIN:
+            return target.access_token, expires_at
+        try:
+            grant = refresh_access_token(self.settings, target.refresh_token)
+        except NeedsReauth:
+            self._mark_needs_reauth(target.connection_id)
+            raise
+        self._save_token(
+            target.connection_id, grant.access_token, grant.expires_at, grant.refresh_token
+        )
+        return grant.access_token, grant.expires_at
+
+    def _store_refreshed_token(self, target: _Target, client: GoogleCalendarClient) -> None:
+        current = client.access_token
+        if current.refreshed:
+            self._save_token(target.connection_id, current.token, current.expires_at, None)
+
+    def _save_token(
+        self,
+        connection_id: uuid.UUID,
+        access_token: str,
+        expires_at: datetime | None,
+        refresh_token: str | None,
+    ) -> None:
+        values: dict[str, object] = {
+            "access_token": access_token,
+            "access_token_expires_at": expires_at,
+        }
+        if refresh_token:
+            values["refresh_token"] = refresh_token
+        with self.sessions.begin() as session:
+            session.execute(
+                update(CalendarConnection)
+                .where(CalendarConnection.id == connection_id)
+                .values(**values)
+            )
+
+    def _mark_needs_reauth(self, connection_id: uuid.UUID) -> None:
+        with self.sessions.begin() as session:
+            session.execute(
+                update(CalendarConnection)
+                .where(CalendarConnection.id == connection_id)
+                .values(status=ConnectionStatus.NEEDS_REAUTH)
+            )
+
+    def _pass(
+        self,
+        target: _Target,
+        client: GoogleCalendarClient,
+        *,
+        full: bool,
+        on_page: PageCallback | None,
+    ) -> CalendarSyncCounts:
+        """One complete listing; on a full pass, rows not written since it began are swept."""
+        started = utcnow()
+        created = updated = deleted = unchanged = pages = items = 0
+        next_sync_token: str | None = None
+        for page in prefetched(
+            lambda: client.iter_event_pages(
+                target.external_id,
+                sync_token=None if full else target.sync_token,
+                time_min=target.time_min if full else None,
+                page_size=self.settings.google_events_page_size,
+            )
+        ):
+            with self.sessions.begin() as session:
+                c, u, d, n = self._apply_page(session, target, page)
+            created, updated, deleted, unchanged = (
+                created + c,
+                updated + u,
+                deleted + d,
+                unchanged + n,
+            )
+            pages += 1
+            items += len(page.items)
+            next_sync_token = page.next_sync_token or next_sync_token
+            if on_page is not None:
+                on_page(PassProgress(pages=pages, items=items, full_pass=full))
+        with self.sessions.begin() as session:
+            if full:
+                deleted += session.execute(
+                    delete(Event).where(
+                        Event.external_calendar_id == target.calendar_id, Event.synced_at < started
+                    )
+                ).rowcount  # type: ignore[attr-defined]
+            values: dict[str, object] = {"last_synced_at": utcnow()}
+            if next_sync_token:
+                values["sync_token"] = next_sync_token
+            session.execute(
+                update(ExternalCalendar)
+                .where(ExternalCalendar.id == target.calendar_id)
+                .values(**values)
+            )
+        logger.info(
+            "calendar %s %s pass: %d pages, %d created, %d updated, %d deleted",
+            target.calendar_id,
+            "full" if full else "incremental",
+            pages,
+            created,
+            updated,
+            deleted,
+        )
+        return CalendarSyncCounts(
+            created=created,
+            updated=updated,
+            deleted=deleted,
+            unchanged=unchanged,
+            pages=pages,
+            full_pass=full,
+        )
+
+    @staticmethod
+    def _apply_page(
+        session: Session, target: _Target, page: EventPage
+    ) -> tuple[int, int, int, int]:
+        now = utcnow()
+        live = [item for item in page.items if item.get("status") != "cancelled"]
+        cancelled = [item["id"] for item in page.items if item.get("status") == "cancelled"]
+        rows = [
+            event_row(
+                item,
+                calendar_id=target.calendar_id,
+                calendar_external_id=target.external_id,
+                access_role=target.access_role,
+                synced_at=now,
+            )
+            for item in live
+        ]
+        known: dict[str, str | None] = {}
+        if rows:
+            known = dict(
+                session.execute(
+                    select(Event.external_id, Event.etag).where(
+                        Event.external_calendar_id == target.calendar_id,
+                        Event.external_id.in_([row["external_id"] for row in rows]),
+                    )
+                ).tuples()
+            )
+        upsert_rows(session, Event.__table__, rows, EVENT_KEY)  # type: ignore[arg-type]
+        deleted = 0
+        if cancelled:
+            # A cancelled recurring master takes its expanded instances with it.
+            deleted = session.execute(
+                delete(Event).where(
+                    Event.external_calendar_id == target.calendar_id,
+                    or_(Event.external_id.in_(cancelled), Event.recurring_event_id.in_(cancelled)),
+                )
+            ).rowcount  # type: ignore[attr-defined]
+        created = sum(1 for row in rows if row["external_id"] not in known)
+        changed = sum(
+            1
+            for row in rows
+            if row["external_id"] in known and known[row["external_id"]] != row["etag"]
+        )
+        return created, changed, deleted, len(rows) - created - changed

@@ -1,0 +1,83 @@
+"""Prefect flow `sync-calendar`: one Google calendar synced by a single task."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_table_artifact
+from prefect.runtime import flow_run
+from sqlalchemy import select
+
+from core.db import session_scope
+from core.errors import user_message_for
+from core.models import CalendarConnection, ExternalCalendar
+from core.sync.calendar import CalendarSyncEngine, PassProgress
+from flows.hooks import SyncHooks
+from flows.runs import SyncFailed, add_run_tags, finish_run, retry_on_transient, start_run
+
+HOOKS = SyncHooks(ExternalCalendar, "external_calendar_id")
+
+
+def _calendar_label(calendar_id: uuid.UUID) -> tuple[str, str] | None:
+    """(calendar name, user id) for run names and tags; never tokens."""
+    with session_scope() as session:
+        row = session.execute(
+            select(ExternalCalendar.name, CalendarConnection.user_id)
+            .join(CalendarConnection)
+            .where(ExternalCalendar.id == calendar_id)
+        ).one_or_none()
+    return (row[0], row[1]) if row else None
+
+
+def calendar_run_name() -> str:
+    calendar_id = uuid.UUID(str(flow_run.parameters["external_calendar_id"]))
+    label = _calendar_label(calendar_id)
+    return f"calendar-sync/{label[0] if label else calendar_id}"
+
+
+@task(
+    name="sync-calendar-events",
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=retry_on_transient,
+)
+def sync_calendar_events(external_calendar_id: uuid.UUID) -> dict[str, Any]:
+    logger = get_run_logger()
+
+    def log_page(progress: PassProgress) -> None:
+        kind = "full" if progress.full_pass else "incremental"
+        logger.info("%s pass: page %d done, %d items so far", kind, progress.pages, progress.items)
+
+    return CalendarSyncEngine().sync(external_calendar_id, on_page=log_page).as_dict()
+
+
+@flow(
+    name="sync-calendar",
+    flow_run_name=calendar_run_name,
+    description="Sync one Google calendar into the events table (IDs in, counts out).",
+    on_failure=[HOOKS.on_failure],
+    on_crashed=[HOOKS.on_crashed],
+    on_cancellation=[HOOKS.on_cancellation],
+    persist_result=False,
+)
+async def sync_calendar(external_calendar_id: uuid.UUID) -> dict[str, Any]:
+    logger = get_run_logger()
+    run_id = start_run(ExternalCalendar, external_calendar_id)
+    label = _calendar_label(external_calendar_id)
+    if label is not None:
+        await add_run_tags(["provider:google", f"user:{label[1]}"])
+    try:
+        counts = sync_calendar_events(external_calendar_id)
+    except Exception as exc:
+        logger.error("calendar sync failed: %s: %s", type(exc).__name__, exc)
+        raise SyncFailed(user_message_for(exc)) from None
+    finish_run(ExternalCalendar, external_calendar_id, run_id)
+    await acreate_table_artifact(
+        key=f"calendar-sync-{external_calendar_id}",
+        table=[counts],
+        description=f"Counts of the latest sync of calendar {label[0] if label else ''}",
+    )
+    logger.info("calendar sync done: %s", counts)
+    return counts

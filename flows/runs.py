@@ -1,0 +1,55 @@
+"""What every sync flow does around its one task: record the run, tag it, retry only transients."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prefect import get_client
+from prefect.client.schemas.objects import TaskRun
+from prefect.runtime import flow_run
+from prefect.states import State
+
+from core.db import session_scope
+from core.errors import SyncError, is_retryable
+from core.sync_state import SyncedModel, record_run_started, record_run_succeeded
+
+
+class SyncFailed(SyncError):
+    """Raised by a flow with only the user-safe message, so Prefect's state message is safe too."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message, user_message=user_message)
+
+
+def current_run_id() -> uuid.UUID:
+    return uuid.UUID(str(flow_run.get_id()))
+
+
+def retry_on_transient(task: Any, task_run: TaskRun, state: State) -> bool:
+    """Prefect retry condition: rate limits and transient provider errors only."""
+    return isinstance(state.data, BaseException) and is_retryable(state.data)
+
+
+def start_run(model: SyncedModel, row_id: uuid.UUID) -> uuid.UUID:
+    """Record this run on the row as it starts (covers every start path) and clear the old error."""
+    run_id = current_run_id()
+    with session_scope() as session:
+        if not record_run_started(session, model, row_id, run_id):
+            raise SyncFailed("This item no longer exists; there is nothing to sync.")
+    return run_id
+
+
+def finish_run(model: SyncedModel, row_id: uuid.UUID, run_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        record_run_succeeded(session, model, row_id, run_id)
+
+
+async def add_run_tags(tags: list[str]) -> None:
+    """Tag the current run (provider, user) whichever path started it, keeping existing tags."""
+    run_id = current_run_id()
+    async with get_client() as client:
+        run = await client.read_flow_run(run_id)
+        merged = sorted(set(run.tags) | set(tags))
+        if merged != sorted(run.tags):
+            await client.update_flow_run(run_id, tags=merged)

@@ -1,0 +1,187 @@
+"""Session-wide real parts: the emulator, a Prefect server, both app databases and a runner.
+
+The environment is fixed in `pytest_configure`, before anything imports Prefect or reads our
+settings, so the test process, the runner and the API all point at the same services.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from tests.support.processes import free_port, python, start, stop, wait_for_http
+
+TMP = Path(tempfile.mkdtemp(prefix="calsync-tests-"))
+PREFECT_PORT = free_port()
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CALSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.update(
+        {
+            "PREFECT_HOME": str(TMP / "prefect"),
+            "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
+            "PREFECT_CLIENT_MAX_RETRIES": "2",
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+            "CALSYNC_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "CALSYNC_DATA_DIR": str(TMP / "calsync"),
+            "GOOGLE_CLIENT_ID": "calsync-test-client",
+            "GOOGLE_CLIENT_SECRET": "calsync-test-secret",
+        }
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+def reset_caches() -> None:
+    """Settings, engine and cipher are cached per process; tests change the env under them."""
+    from core.crypto import get_cipher
+    from core.db import get_engine
+    from core.settings import get_settings
+
+    get_engine.cache_clear()
+    get_settings.cache_clear()
+    get_cipher.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def emulator_url() -> Iterator[str]:
+    from emulator.server import run_in_thread
+
+    with run_in_thread(host="127.0.0.1", port=0) as base_url:
+        os.environ["GOOGLE_API_BASE_URL"] = base_url
+        os.environ["GOOGLE_OAUTH_TOKEN_URL"] = f"{base_url}/token"
+        os.environ["LINEAR_API_URL"] = f"{base_url}/linear/graphql"
+        reset_caches()
+        yield base_url
+
+
+def _postgres_database() -> Iterator[str]:
+    import sqlalchemy as sa
+
+    name = f"calsync_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(
+                f"PostgreSQL is required under CI and is unreachable: {exc}"
+            ) from exc
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable: skipping the Postgres tests")
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        reset_caches()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The app database, migrated by Alembic; every test module runs once per backend."""
+    from core.migrate import upgrade
+
+    if request.param == "sqlite":
+        path = TMP / f"app-{uuid.uuid4().hex[:8]}.db"
+        urls: Iterator[str] = iter([f"sqlite:///{path}"])
+    else:
+        urls = _postgres_database()
+    url = next(urls)
+    os.environ["CALSYNC_DATABASE_URL"] = url
+    reset_caches()
+    upgrade(url)
+    yield url
+    reset_caches()
+    for _ in urls:  # runs the Postgres generator's cleanup
+        pass
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    api_url = os.environ["PREFECT_API_URL"]
+    process = start(
+        [
+            python(),
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PREFECT_PORT),
+            "--no-ui",
+            "--analytics-off",
+        ],
+        dict(os.environ),
+        TMP / "prefect-server.log",
+    )
+    try:
+        wait_for_http(f"{api_url}/health", 60, process)
+        yield api_url
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def runner(prefect_server: str, database: str, emulator_url: str) -> Iterator[None]:
+    """`python -m deployments.serve` against this session's server, database and emulator."""
+    from prefect import get_client
+
+    log = TMP / f"runner-{database.rsplit('/', 1)[-1].replace('.', '_')}.log"
+    process = start([python(), "-m", "deployments.serve"], dict(os.environ), log)
+    try:
+        _wait_for_deployment(get_client, process, log)
+        yield
+    finally:
+        stop(process)
+
+
+def _wait_for_deployment(get_client, process, log: Path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from deployments.names import CALENDAR_SYNC
+
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"runner exited early:\n{log.read_text()[-3000:]}")
+            try:
+                deployment = client.read_deployment_by_name(CALENDAR_SYNC)
+                if deployment.updated and "Your deployments are being served" in log.read_text():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.3)
+    raise TimeoutError(f"runner did not serve in time:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def google(emulator_url: str):  # type: ignore[no-untyped-def]
+    from tests.support.google import GoogleEmulator
+
+    emulator = GoogleEmulator(emulator_url)
+    emulator.clear_faults()
+    return emulator

@@ -1,0 +1,1 @@
+"""Shared test fixtures' machinery: real Prefect server, runner, databases and the emulator."""
