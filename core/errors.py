@@ -79,3 +79,21 @@ def user_message_for(exc: BaseException | None) -> str:
     if isinstance(exc, SyncError):
         return exc.user_message
     return GENERIC_FAILURE
+
+
+class SyncFailed(SyncError):
+    """What a flow raises after a failure: it carries only the user-safe message, so the text
+    Prefect stores as the state message ("...: SyncFailed: <message>") is safe to show."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message, user_message=user_message)
+
+
+_STATE_MARKER = f"{SyncFailed.__name__}: "
+
+
+def safe_message_from_state(text: str | None) -> str:
+    """Recover the safe message from a failed state's text; anything else stays generic."""
+    if text and _STATE_MARKER in text:
+        return text.split(_STATE_MARKER, 1)[1].strip() or GENERIC_FAILURE
+    return GENERIC_FAILURE

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         default=1, ge=1, le=24, validation_alias=AliasChoices("CALSYNC_CALENDAR_SYNC_FROM_MONTHS")
     )
     data_dir: Path = Field(default=DATA_DIR, validation_alias=AliasChoices("CALSYNC_DATA_DIR"))
+    jwt_secret: str = Field(default="", validation_alias=AliasChoices("CALSYNC_JWT_SECRET"))
+    jwt_jwks_url: str = Field(default="", validation_alias=AliasChoices("CALSYNC_JWT_JWKS_URL"))
+    jwt_issuer: str = Field(default="", validation_alias=AliasChoices("CALSYNC_JWT_ISSUER"))
+    jwt_audience: str = Field(default="", validation_alias=AliasChoices("CALSYNC_JWT_AUDIENCE"))
+    jwt_leeway_s: int = Field(
+        default=30, ge=0, validation_alias=AliasChoices("CALSYNC_JWT_LEEWAY_S")
+    )
 
     @field_validator("database_url")
     @classmethod

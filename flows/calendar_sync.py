@@ -11,11 +11,11 @@ from prefect.runtime import flow_run
 from sqlalchemy import select
 
 from core.db import session_scope
-from core.errors import user_message_for
+from core.errors import SyncFailed, user_message_for
 from core.models import CalendarConnection, ExternalCalendar
 from core.sync.calendar import CalendarSyncEngine, PassProgress
 from flows.hooks import SyncHooks
-from flows.runs import SyncFailed, add_run_tags, finish_run, retry_on_transient, start_run
+from flows.runs import add_run_tags, finish_run, retry_on_transient, start_run
 
 HOOKS = SyncHooks(ExternalCalendar, "external_calendar_id")
 

@@ -16,7 +16,7 @@ from typing import Any
 from prefect.client.schemas.objects import FlowRun, State
 
 from core.db import session_scope
-from core.errors import CANCELLED, CRASHED, user_message_for
+from core.errors import CANCELLED, CRASHED, safe_message_from_state, user_message_for
 from core.sync_state import SyncedModel, record_run_failed
 
 logger = logging.getLogger(__name__)
@@ -26,8 +26,9 @@ Hook = Callable[[Any, FlowRun, State], None]
 
 def failure_message(state: State) -> str:
     """The safe message for a failed state: our errors carry one, anything else is generic."""
-    data = state.data
-    return user_message_for(data if isinstance(data, BaseException) else None)
+    if isinstance(state.data, BaseException):
+        return user_message_for(state.data)
+    return safe_message_from_state(state.message)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,8 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from core.db import session_scope
-from core.errors import SyncError, is_retryable
+from core.errors import SyncFailed, is_retryable
 from core.sync_state import SyncedModel, record_run_started, record_run_succeeded
-
-
-class SyncFailed(SyncError):
-    """Raised by a flow with only the user-safe message, so Prefect's state message is safe too."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message, user_message=user_message)
 
 
 def current_run_id() -> uuid.UUID:

@@ -282,7 +282,9 @@ class CalendarSyncEngine:
                         Event.external_calendar_id == target.calendar_id,
                         Event.external_id.in_([row["external_id"] for row in rows]),
                     )
-                ).tuples()
+                )
+                .tuples()
+                .all()
             )
         upsert_rows(session, Event.__table__, rows, EVENT_KEY)  # type: ignore[arg-type]
         deleted = 0

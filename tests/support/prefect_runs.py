@@ -36,3 +36,23 @@ def wait_for(run_id: uuid.UUID, predicate: Any = None, timeout_s: float = 90) ->
                 return run
             time.sleep(0.25)
     raise TimeoutError(f"flow run {run_id} still {run.state_type} after {timeout_s}s")
+
+
+def flow_run_pid(run_id: uuid.UUID, timeout_s: float = 20) -> int:
+    """The PID of the process executing `run_id` (the runner starts it with the run's ID in env)."""
+    import os
+    from pathlib import Path
+
+    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    return int(proc.name)
+            except OSError:
+                continue
+        time.sleep(0.2)
+    raise TimeoutError(f"no process runs flow run {run_id}")

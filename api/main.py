@@ -1,0 +1,72 @@
+"""The FastAPI app: `create_app()` wires routes, the orchestrator's lifetime, CORS and errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from api.auth import TokenVerifier
+from api.orchestrator import Orchestrator, OrchestratorUnavailable
+from api.routes import calendars, events, health, sync_runs
+from core.errors import SyncError
+from core.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+PREFECT_DOWN = "The sync service is temporarily unavailable. Try again in a moment."
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    orchestrator = Orchestrator()
+    await orchestrator.start()
+    app.state.orchestrator = orchestrator
+    try:
+        yield
+    finally:
+        await orchestrator.close()
+
+
+async def _orchestrator_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("orchestrator unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": PREFECT_DOWN}, status_code=503)
+
+
+async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
+    message = exc.user_message if isinstance(exc, SyncError) else "request failed"
+    return JSONResponse({"detail": message}, status_code=502)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "Internal error. It has been logged."}, status_code=500)
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="calsync API",
+        version="1.0.0",
+        description="Sync Google calendars and Linear issues; start runs and follow their status.",
+        lifespan=lifespan,
+    )
+    app.state.token_verifier = TokenVerifier(settings)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        )
+    app.add_exception_handler(OrchestratorUnavailable, _orchestrator_unavailable)
+    app.add_exception_handler(SyncError, _provider_error)
+    app.add_exception_handler(Exception, _unexpected)
+    for module in (health, calendars, sync_runs, events):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,272 @@
+"""The one wrapper around Prefect's client: start runs from deployments, read their status.
+
+The rest of the API never sees a Prefect type: runs come back as `RunInfo` with a five-word
+status vocabulary. Reads are coalesced and batched (many pollers, one Prefect call), final
+states are cached, and every call is bounded in time so an outage answers 503 fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import httpx
+from prefect import get_client
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelling
+
+from core.errors import CANCELLED, CRASHED, safe_message_from_state
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CALL_TIMEOUT_S = 2.0
+BATCH_WINDOW_S = 0.003
+BATCH_MAX = 200
+LIVE_STATE_TTL_S = 0.25
+FINAL_CACHE_SIZE = 50_000
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED}
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_final
+
+
+_STATUS = {
+    StateType.SCHEDULED: RunStatus.PENDING,
+    StateType.PENDING: RunStatus.PENDING,
+    StateType.PAUSED: RunStatus.PENDING,
+    StateType.RUNNING: RunStatus.RUNNING,
+    StateType.CANCELLING: RunStatus.RUNNING,
+    StateType.COMPLETED: RunStatus.COMPLETED,
+    StateType.FAILED: RunStatus.FAILED,
+    StateType.CRASHED: RunStatus.FAILED,
+    StateType.CANCELLED: RunStatus.CANCELED,
+}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: uuid.UUID
+    status: RunStatus
+    error: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class OrchestratorUnavailable(RuntimeError):
+    """Prefect could not be reached (or answered 5xx) within the time bound."""
+
+
+def safe_error(state_type: StateType | None, message: str | None) -> str | None:
+    """The user-safe message for a final state; only our flows' own safe text is passed on."""
+    if state_type == StateType.CRASHED:
+        return CRASHED
+    if state_type == StateType.CANCELLED:
+        return CANCELLED
+    if state_type != StateType.FAILED:
+        return None
+    return safe_message_from_state(message)
+
+
+def run_info(run: FlowRun) -> RunInfo:
+    state_type = run.state_type or (run.state.type if run.state else StateType.PENDING)
+    status = _STATUS.get(state_type, RunStatus.PENDING)
+    return RunInfo(
+        id=run.id,
+        status=status,
+        error=safe_error(state_type, run.state.message if run.state else None),
+        started_at=run.start_time,
+        ended_at=run.end_time if status.is_final else None,
+    )
+
+
+class Orchestrator:
+    """Lives for the app's lifetime (FastAPI lifespan): one Prefect client, one batcher."""
+
+    def __init__(self, timeout_s: float = CALL_TIMEOUT_S) -> None:
+        self._timeout_s = timeout_s
+        self._client: PrefectClient | None = None
+        self._deployment_ids: dict[str, uuid.UUID] = {}
+        self._final: OrderedDict[uuid.UUID, RunInfo] = OrderedDict()
+        self._live: dict[uuid.UUID, tuple[float, RunInfo | None]] = {}
+        self._waiting: dict[uuid.UUID, asyncio.Future[RunInfo | None]] = {}
+        self._flush_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._client = get_client(httpx_settings={"timeout": httpx.Timeout(self._timeout_s)})
+        await self._client.__aenter__()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.__aexit__(None, None, None)
+            self._client = None
+
+    @property
+    def client(self) -> PrefectClient:
+        if self._client is None:
+            raise OrchestratorUnavailable("the Prefect client is not started")
+        return self._client
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(call, self._timeout_s)
+        except (TimeoutError, httpx.HTTPError, OSError) as exc:
+            raise OrchestratorUnavailable(f"Prefect unreachable: {type(exc).__name__}") from None
+        except ObjectNotFound:
+            raise
+        except RuntimeError as exc:
+            # The Prefect client wraps exhausted retries and closed transports in RuntimeError.
+            raise OrchestratorUnavailable(f"Prefect call failed: {exc}") from None
+
+    async def healthy(self) -> bool:
+        try:
+            return await self._bounded(self.client.api_healthcheck()) is None
+        except OrchestratorUnavailable:
+            return False
+
+    async def _deployment_id(self, name: str) -> uuid.UUID:
+        if name not in self._deployment_ids:
+            deployment = await self._bounded(self.client.read_deployment_by_name(name))
+            self._deployment_ids[name] = deployment.id
+        return self._deployment_ids[name]
+
+    async def start_run(
+        self,
+        deployment: str,
+        parameters: dict[str, Any],
+        *,
+        tags: Iterable[str] = (),
+        idempotency_key: str | None = None,
+    ) -> RunInfo:
+        """Create a flow run from a deployment; the same idempotency key returns the same run."""
+        deployment_id = await self._deployment_id(deployment)
+        try:
+            run = await self._bounded(
+                self.client.create_flow_run_from_deployment(
+                    deployment_id,
+                    parameters=parameters,
+                    tags=list(tags),
+                    idempotency_key=idempotency_key,
+                )
+            )
+        except ObjectNotFound:
+            # The deployment was re-registered under a new ID: look it up again once.
+            self._deployment_ids.pop(deployment, None)
+            deployment_id = await self._deployment_id(deployment)
+            run = await self._bounded(
+                self.client.create_flow_run_from_deployment(
+                    deployment_id,
+                    parameters=parameters,
+                    tags=list(tags),
+                    idempotency_key=idempotency_key,
+                )
+            )
+        info = run_info(run)
+        self._live[info.id] = (asyncio.get_running_loop().time(), info)
+        return info
+
+    async def cancel_run(self, run_id: uuid.UUID) -> None:
+        await self._bounded(
+            self.client.set_flow_run_state(run_id, Cancelling(message="cancelled by calsync"))
+        )
+        self._live.pop(run_id, None)
+
+    async def read_run(self, run_id: uuid.UUID) -> RunInfo | None:
+        return (await self.read_runs([run_id])).get(run_id)
+
+    async def read_runs(self, run_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RunInfo]:
+        """Current info for each run that exists; one batched Prefect call for all misses."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        found: dict[uuid.UUID, RunInfo] = {}
+        pending: list[tuple[uuid.UUID, asyncio.Future[RunInfo | None]]] = []
+        for run_id in dict.fromkeys(run_ids):
+            if run_id in self._final:
+                found[run_id] = self._final[run_id]
+                continue
+            cached = self._live.get(run_id)
+            if cached is not None and now - cached[0] < LIVE_STATE_TTL_S:
+                if cached[1] is not None:
+                    found[run_id] = cached[1]
+                continue
+            future = self._waiting.get(run_id)
+            if future is None:
+                future = loop.create_future()
+                self._waiting[run_id] = future
+            pending.append((run_id, future))
+        if pending:
+            self._schedule_flush()
+            for run_id, future in pending:
+                info = await asyncio.shield(future)
+                if info is not None:
+                    found[run_id] = info
+        return found
+
+    def _schedule_flush(self) -> None:
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(BATCH_WINDOW_S)
+        while self._waiting:
+            batch = dict(list(self._waiting.items())[:BATCH_MAX])
+            for run_id in batch:
+                del self._waiting[run_id]
+            try:
+                runs = await self._bounded(
+                    self.client.read_flow_runs(
+                        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(batch))),
+                        limit=len(batch),
+                    )
+                )
+            except Exception as exc:
+                error = (
+                    exc
+                    if isinstance(exc, OrchestratorUnavailable)
+                    else OrchestratorUnavailable(f"Prefect read failed: {type(exc).__name__}")
+                )
+                for future in batch.values():
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            by_id = {run.id: run_info(run) for run in runs}
+            now = asyncio.get_running_loop().time()
+            for run_id, future in batch.items():
+                info = by_id.get(run_id)
+                self._remember(run_id, info, now)
+                if not future.done():
+                    future.set_result(info)
+
+    def _remember(self, run_id: uuid.UUID, info: RunInfo | None, now: float) -> None:
+        if info is not None and info.status.is_final:
+            self._final[run_id] = info
+            self._live.pop(run_id, None)
+            while len(self._final) > FINAL_CACHE_SIZE:
+                self._final.popitem(last=False)
+        else:
+            self._live[run_id] = (now, info)
+            if len(self._live) > FINAL_CACHE_SIZE:
+                self._live.clear()

@@ -1,0 +1,155 @@
+"""Google connections and calendars of the current user; starting calendar syncs."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, HTTPException, status
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CurrentUser, OrchestratorDep
+from api.schemas import (
+    CalendarOut,
+    ErrorBody,
+    GoogleConnectionOut,
+    RunStatusOut,
+    SyncAllStarted,
+    SyncStarted,
+)
+from api.sync_service import StartRequest, start_sync, with_row_error
+from core.db import session_scope
+from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar
+from core.repositories.calendars import user_calendar, user_calendars, user_google_connections
+from deployments.names import CALENDAR_SYNC
+
+router = APIRouter(tags=["calendars"])
+
+NOT_FOUND = {404: {"model": ErrorBody, "description": "No such calendar for this user."}}
+UNAVAILABLE = {503: {"model": ErrorBody, "description": "The orchestrator is unreachable."}}
+
+
+def _connections(user_id: str) -> list[CalendarConnection]:
+    with session_scope() as session:
+        return user_google_connections(session, user_id)
+
+
+@router.get(
+    "/me/google-connection", response_model=list[GoogleConnectionOut], responses=UNAVAILABLE
+)
+async def my_google_connections(
+    user: CurrentUser, orchestrator: OrchestratorDep
+) -> list[GoogleConnectionOut]:
+    connections = await run_in_threadpool(_connections, user.id)
+    run_ids = [c.latest_sync_flow_run_id for conn in connections for c in conn.calendars]
+    runs = await orchestrator.read_runs([run_id for run_id in run_ids if run_id])
+    out = []
+    for connection in connections:
+        calendars = []
+        for calendar in connection.calendars:
+            item = CalendarOut.model_validate(calendar)
+            info = (
+                runs.get(calendar.latest_sync_flow_run_id)
+                if calendar.latest_sync_flow_run_id
+                else None
+            )
+            if info is not None:
+                info = with_row_error(info, calendar.last_sync_error_message)
+                item.run = RunStatusOut(flow_run_id=info.id, **_run_fields(info))
+            calendars.append(item)
+        out.append(
+            GoogleConnectionOut(
+                id=connection.id,
+                account_email=connection.account_email,
+                status=connection.status,
+                calendars=calendars,
+            )
+        )
+    return out
+
+
+def _run_fields(info) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "status": info.status,
+        "error": info.error,
+        "started_at": info.started_at,
+        "ended_at": info.ended_at,
+    }
+
+
+def calendar_start_request(calendar: ExternalCalendar) -> StartRequest:
+    return StartRequest(
+        model=ExternalCalendar,
+        row_id=calendar.id,
+        latest_run_id=calendar.latest_sync_flow_run_id,
+        deployment=CALENDAR_SYNC,
+        parameter="external_calendar_id",
+        tags=("provider:google", f"user:{calendar.connection.user_id}"),
+    )
+
+
+def _startable(calendar: ExternalCalendar | None) -> ExternalCalendar:
+    if calendar is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "calendar not found")
+    if calendar.connection.status == ConnectionStatus.NEEDS_REAUTH:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "Google access was revoked: reconnect your Google account."
+        )
+    if not calendar.enabled:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "this calendar is disabled; enable it to sync"
+        )
+    return calendar
+
+
+def _user_calendar(user_id: str, calendar_id: uuid.UUID) -> ExternalCalendar | None:
+    with session_scope() as session:
+        return user_calendar(session, user_id, calendar_id)
+
+
+@router.post(
+    "/calendars/{calendar_id}/sync",
+    response_model=SyncStarted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**NOT_FOUND, **UNAVAILABLE, 409: {"model": ErrorBody}},
+)
+async def sync_calendar(
+    calendar_id: uuid.UUID, user: CurrentUser, orchestrator: OrchestratorDep
+) -> SyncStarted:
+    calendar = _startable(await run_in_threadpool(_user_calendar, user.id, calendar_id))
+    started = await start_sync(orchestrator, calendar_start_request(calendar))
+    return SyncStarted(
+        calendar_id=calendar.id,
+        flow_run_id=started.run.id,
+        status=started.run.status,
+        already_running=started.already_running,
+    )
+
+
+def _enabled_calendars(user_id: str) -> list[ExternalCalendar]:
+    with session_scope() as session:
+        return [
+            c
+            for c in user_calendars(session, user_id, enabled_only=True)
+            if c.connection.status != ConnectionStatus.NEEDS_REAUTH
+        ]
+
+
+@router.post(
+    "/calendars/sync",
+    response_model=SyncAllStarted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=UNAVAILABLE,
+)
+async def sync_all_calendars(user: CurrentUser, orchestrator: OrchestratorDep) -> SyncAllStarted:
+    runs = []
+    for calendar in await run_in_threadpool(_enabled_calendars, user.id):
+        started = await start_sync(orchestrator, calendar_start_request(calendar))
+        runs.append(
+            SyncStarted(
+                calendar_id=calendar.id,
+                flow_run_id=started.run.id,
+                status=started.run.status,
+                already_running=started.already_running,
+            )
+        )
+    return SyncAllStarted(runs=runs)

@@ -1,0 +1,33 @@
+"""Status of one sync run, only for runs recorded on the current user's own rows."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, HTTPException, status
+
+from api.deps import CurrentUser, OrchestratorDep
+from api.schemas import ErrorBody, RunStatusOut
+from api.sync_service import run_status
+
+router = APIRouter(tags=["sync runs"])
+
+
+@router.get(
+    "/sync-runs/{flow_run_id}",
+    response_model=RunStatusOut,
+    responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+async def get_sync_run(
+    flow_run_id: uuid.UUID, user: CurrentUser, orchestrator: OrchestratorDep
+) -> RunStatusOut:
+    info = await run_status(orchestrator, user.id, flow_run_id)
+    if info is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "sync run not found")
+    return RunStatusOut(
+        flow_run_id=info.id,
+        status=info.status,
+        error=info.error,
+        started_at=info.started_at,
+        ended_at=info.ended_at,
+    )

@@ -1,0 +1,1 @@
+"""Queries the API and flows share; each takes a session, the caller owns the transaction."""
