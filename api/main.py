@@ -23,7 +23,7 @@ PREFECT_DOWN = "The sync service is temporarily unavailable. Try again in a mome
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    orchestrator = Orchestrator()
+    orchestrator = Orchestrator(api_url=app.state.prefect_api_url)
     await orchestrator.start()
     app.state.orchestrator = orchestrator
     try:
@@ -47,7 +47,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Internal error. It has been logged."}, status_code=500)
 
 
-def create_app() -> FastAPI:
+def create_app(prefect_api_url: str | None = None) -> FastAPI:
+    """The app; `prefect_api_url` overrides PREFECT_API_URL (tests point it at a dead server)."""
     settings = get_settings()
     app = FastAPI(
         title="calsync API",
@@ -56,6 +57,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.prefect_api_url = prefect_api_url
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(

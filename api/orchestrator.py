@@ -22,6 +22,7 @@ from prefect import get_client
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling
 
@@ -106,7 +107,8 @@ def run_info(run: FlowRun) -> RunInfo:
 class Orchestrator:
     """Lives for the app's lifetime (FastAPI lifespan): one Prefect client, one batcher."""
 
-    def __init__(self, timeout_s: float = CALL_TIMEOUT_S) -> None:
+    def __init__(self, api_url: str | None = None, timeout_s: float = CALL_TIMEOUT_S) -> None:
+        self._api_url = api_url
         self._timeout_s = timeout_s
         self._client: PrefectClient | None = None
         self._deployment_ids: dict[str, uuid.UUID] = {}
@@ -116,7 +118,12 @@ class Orchestrator:
         self._flush_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._client = get_client(httpx_settings={"timeout": httpx.Timeout(self._timeout_s)})
+        httpx_settings = {"timeout": httpx.Timeout(self._timeout_s)}
+        self._client = (
+            PrefectClient(api=self._api_url, httpx_settings=httpx_settings)
+            if self._api_url
+            else get_client(httpx_settings=httpx_settings)
+        )
         await self._client.__aenter__()
 
     async def close(self) -> None:
@@ -133,7 +140,12 @@ class Orchestrator:
     async def _bounded(self, call: Awaitable[T]) -> T:
         try:
             return await asyncio.wait_for(call, self._timeout_s)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code < 500:
+                raise
+            raise OrchestratorUnavailable(f"Prefect answered {exc.response.status_code}") from None
         except (TimeoutError, httpx.HTTPError, OSError) as exc:
+            logger.warning("Prefect call failed: %s: %s", type(exc).__name__, exc)
             raise OrchestratorUnavailable(f"Prefect unreachable: {type(exc).__name__}") from None
         except ObjectNotFound:
             raise
@@ -239,6 +251,7 @@ class Orchestrator:
                 runs = await self._bounded(
                     self.client.read_flow_runs(
                         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(batch))),
+                        sort=FlowRunSort.ID_DESC,
                         limit=len(batch),
                     )
                 )

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     calendar_sync_from_months: int = Field(
         default=1, ge=1, le=24, validation_alias=AliasChoices("CALSYNC_CALENDAR_SYNC_FROM_MONTHS")
     )
+    cors_origins: str = Field(default="", validation_alias=AliasChoices("CALSYNC_CORS_ORIGINS"))
     data_dir: Path = Field(default=DATA_DIR, validation_alias=AliasChoices("CALSYNC_DATA_DIR"))
     jwt_secret: str = Field(default="", validation_alias=AliasChoices("CALSYNC_JWT_SECRET"))
     jwt_jwks_url: str = Field(default="", validation_alias=AliasChoices("CALSYNC_JWT_JWKS_URL"))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.support.auth import JWT_SECRET
 from tests.support.processes import free_port, python, start, stop, wait_for_http
 
 TMP = Path(tempfile.mkdtemp(prefix="calsync-tests-"))
@@ -41,12 +42,52 @@ def pytest_configure(config: pytest.Config) -> None:
             "CALSYNC_DATA_DIR": str(TMP / "calsync"),
             "GOOGLE_CLIENT_ID": "calsync-test-client",
             "GOOGLE_CLIENT_SECRET": "calsync-test-secret",
+            "CALSYNC_JWT_SECRET": JWT_SECRET,
         }
     )
 
 
+    prefect_db = _create_postgres_database("calsync_prefect")
+    if prefect_db is not None:
+        # SQLite behind the Prefect server answers "database is locked" under concurrent writes.
+        os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_db.replace(
+            "postgresql+psycopg", "postgresql+asyncpg"
+        )
+        config._calsync_prefect_db = prefect_db  # type: ignore[attr-defined]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    prefect_db = getattr(config, "_calsync_prefect_db", None)
+    if prefect_db is not None:
+        _drop_postgres_database(prefect_db)
     shutil.rmtree(TMP, ignore_errors=True)
+
+
+def _create_postgres_database(prefix: str) -> str | None:
+    """A fresh database on the machine's Postgres, or None where it is unreachable (not in CI)."""
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"CI needs PostgreSQL and it is unreachable: {exc}") from exc
+        return None
+    finally:
+        admin.dispose()
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_postgres_database(url: str) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def reset_caches() -> None:
@@ -73,28 +114,14 @@ def emulator_url() -> Iterator[str]:
 
 
 def _postgres_database() -> Iterator[str]:
-    import sqlalchemy as sa
-
-    name = f"calsync_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            raise RuntimeError(
-                f"PostgreSQL is required under CI and is unreachable: {exc}"
-            ) from exc
+    url = _create_postgres_database("calsync_test")
+    if url is None:
         pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable: skipping the Postgres tests")
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
         yield url
     finally:
         reset_caches()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        _drop_postgres_database(url)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -185,3 +212,13 @@ def google(emulator_url: str):  # type: ignore[no-untyped-def]
     emulator = GoogleEmulator(emulator_url)
     emulator.clear_faults()
     return emulator
+
+
+@pytest.fixture(scope="session")
+def api_url(runner: None, database: str) -> Iterator[str]:
+    """The real app over HTTP, on this session's database, Prefect server and runner."""
+    from api.main import create_app
+    from tests.support.servers import serve
+
+    with serve(create_app(), "api") as url:
+        yield url

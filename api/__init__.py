@@ -1,0 +1,1 @@
+"""The calsync HTTP API: FastAPI app, dependencies and routes."""
