@@ -1,0 +1,116 @@
+"""Fault injection and per-endpoint call counting, shared by every emulated API."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import secrets
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from emulator.errors import EmulatorError
+
+if TYPE_CHECKING:
+    from emulator.state import EmulatorState
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+# Every endpoint name wrapped by `emulated`, so call counts list them even before their first call.
+ENDPOINTS: list[str] = []
+
+
+@dataclass(slots=True)
+class FaultRule:
+    endpoint: str
+    status: int | None
+    count: int = 1
+    retry_after: float | None = None
+    reason: str | None = None
+    delay_s: float = 0.0
+    after: int = 0
+    id: str = ""
+    skipped: int = 0
+    fired: int = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.fired >= self.count
+
+    def public(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "endpoint": self.endpoint,
+            "status": self.status,
+            "count": self.count,
+            "retry_after": self.retry_after,
+            "reason": self.reason,
+            "delay_s": self.delay_s,
+            "after": self.after,
+            "fired": self.fired,
+        }
+
+
+class Faults:
+    def __init__(self) -> None:
+        self.rules: list[FaultRule] = []
+        self.calls: Counter[str] = Counter()
+
+    def add(self, rule: FaultRule) -> FaultRule:
+        rule.id = rule.id or f"fault-{secrets.token_hex(4)}"
+        self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        self.rules.clear()
+
+    def on_request(self, endpoint: str) -> FaultRule | None:
+        """Count the call and pick the first rule due to fire; every pending rule sees it."""
+        self.calls[endpoint] += 1
+        chosen: FaultRule | None = None
+        for rule in self.rules:
+            if rule.exhausted or rule.endpoint not in (endpoint, "*"):
+                continue
+            if rule.skipped < rule.after:
+                rule.skipped += 1
+            elif chosen is None:
+                rule.fired += 1
+                chosen = rule
+        return chosen
+
+    def counts(self) -> dict[str, int]:
+        return {name: self.calls[name] for name in ENDPOINTS} | dict(self.calls)
+
+
+def emulated(
+    endpoint: str, fault_error: Callable[[FaultRule], EmulatorError]
+) -> Callable[[Handler], Handler]:
+    """Wrap an emulated API handler: count it under `endpoint`, apply fault rules first.
+
+    `fault_error` renders an injected failure in that API's own error format.
+    """
+    if endpoint not in ENDPOINTS:
+        ENDPOINTS.append(endpoint)
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapper(request: Request) -> Response:
+            state: EmulatorState = request.app.state.emulator
+            rule = state.faults.on_request(endpoint)
+            if rule is not None:
+                if rule.delay_s:
+                    await asyncio.sleep(rule.delay_s)
+                if rule.status is not None:
+                    response = fault_error(rule).response()
+                    if rule.retry_after is not None:
+                        response.headers["Retry-After"] = f"{rule.retry_after:g}"
+                    return response
+            return await handler(request)
+
+        return wrapper
+
+    return decorate
