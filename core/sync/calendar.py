@@ -23,7 +23,7 @@ from core.providers.google_oauth import GOOGLE_REAUTH_MESSAGE, refresh_access_to
 from core.settings import Settings, get_settings
 from core.sync.event_rows import event_row
 from core.sync.prefetch import prefetched
-from core.sync.upsert import upsert_rows
+from core.sync.upsert import existing_values, upsert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -274,18 +274,13 @@ class CalendarSyncEngine:
             )
             for item in live
         ]
-        known: dict[str, str | None] = {}
-        if rows:
-            known = dict(
-                session.execute(
-                    select(Event.external_id, Event.etag).where(
-                        Event.external_calendar_id == target.calendar_id,
-                        Event.external_id.in_([row["external_id"] for row in rows]),
-                    )
-                )
-                .tuples()
-                .all()
-            )
+        known = existing_values(
+            session,
+            Event.external_id,  # type: ignore[arg-type]
+            Event.etag,  # type: ignore[arg-type]
+            Event.external_calendar_id == target.calendar_id,
+            [row["external_id"] for row in rows],
+        )
         upsert_rows(session, Event.__table__, rows, EVENT_KEY)  # type: ignore[arg-type]
         deleted = 0
         if cancelled:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import utcnow
@@ -87,6 +87,24 @@ def is_open_for(issue: LinearIssue, viewer_id: str) -> bool:
     )
 
 
+def _database_now(session: Session) -> datetime:
+    """The write stamp for `synced_at`. Postgres's clock (transaction start) is the one every
+    worker shares, so a sweep never mistakes a concurrent writer's rows for stale ones; SQLite
+    lives on this machine, whose clock is the same thing."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.execute(select(func.now())).scalar_one()
+    return utcnow()
+
+
+def _external_id_in(ids: list[str]) -> ColumnElement[bool]:
+    """`external_id IN (...)` with the ids rendered as constants: Postgres hashes a constant list,
+    but compares bound parameters one by one against every row of the connection whenever its
+    statistics (a fresh table) make it skip the second column of the unique index."""
+    return TaskItem.external_id.in_(
+        bindparam("external_ids", ids, expanding=True, literal_execute=True)
+    )
+
+
 def item_row(issue: LinearIssue, connection_id: uuid.UUID, synced_at: datetime) -> dict[str, Any]:
     return {
         "task_connection_id": connection_id,
@@ -150,29 +168,24 @@ class _Engine:
             or self.clock() - target.last_full_sync_at >= full_pass_every
         )
         requests = 0
-        try:
+        retried = False
+        while True:
+            client = self.client_factory(access_token, target.auth_kind)
             try:
-                with self.client_factory(access_token, target.auth_kind) as client:
-                    try:
-                        return self._pass(target, client, full, on_page, page_size)
-                    finally:
-                        requests = client.request_count
+                counts = self._pass(target, client, full, on_page, page_size)
+                return replace(counts, requests=requests + counts.requests)
             except NeedsReauth:
-                if target.auth_kind != "oauth" or not target.refresh_token:
+                requests += client.request_count
+                if retried or target.auth_kind != "oauth" or not target.refresh_token:
+                    self._mark_needs_reauth(connection_id)
                     raise
-                # The access token died before its stated expiry (revoked session, clock skew):
-                # one refresh tells a dead grant from a dead token.
-                logger.info("Linear rejected the access token of %s: refreshing", connection_id)
-                access_token = self._fresh_access_token(target, rejected=access_token)
-                with self.client_factory(access_token, target.auth_kind) as client:
-                    try:
-                        counts = self._pass(target, client, full, on_page, page_size)
-                    finally:
-                        requests += client.request_count
-                    return LinearSyncCounts(**{**counts.as_dict(), "requests": requests})
-        except NeedsReauth:
-            self._mark_needs_reauth(connection_id)
-            raise
+            finally:
+                client.close()
+            # The access token died before its stated expiry (revoked session, clock skew): one
+            # refresh tells a dead token from a dead grant.
+            logger.info("Linear rejected the access token of %s: refreshing", connection_id)
+            retried = True
+            access_token = self._fresh_access_token(target, rejected=access_token)
 
     def _load(self, connection_id: uuid.UUID) -> _Target | None:
         with self.sessions() as session:
@@ -253,6 +266,8 @@ class _Engine:
     ) -> LinearSyncCounts:
         """One complete listing; on a full pass, rows not written since it began are swept."""
         started = self.clock()
+        with self.sessions() as session:
+            sweep_before = _database_now(session)
         since = None
         if not full and target.watermark is not None:
             since = target.watermark - WATERMARK_OVERLAP
@@ -277,7 +292,7 @@ class _Engine:
                 deleted += session.execute(
                     delete(TaskItem).where(
                         TaskItem.task_connection_id == target.connection_id,
-                        TaskItem.synced_at < started,
+                        TaskItem.synced_at < sweep_before,
                     )
                 ).rowcount  # type: ignore[attr-defined]
             values: dict[str, object] = {
@@ -312,14 +327,14 @@ class _Engine:
     def _apply_page(
         self, session: Session, connection_id: uuid.UUID, page: IssuePage
     ) -> tuple[int, int, int]:
-        synced_at = self.clock()
+        synced_at = _database_now(session)
         rows = sorted(
             (
                 item_row(issue, connection_id, synced_at)
                 for issue in page.issues
                 if is_open_for(issue, page.viewer_id)
             ),
-            # One lock order for every writer, so concurrent syncs of a connection never deadlock.
+            # Concurrent syncs of a connection then lock its rows in the same order.
             key=lambda row: row["external_id"],
         )
         gone = [i["id"] for i in page.issues if not is_open_for(i, page.viewer_id)]
@@ -330,7 +345,7 @@ class _Engine:
                 session.execute(
                     select(TaskItem.external_id, TaskItem.updated_at).where(
                         TaskItem.task_connection_id == connection_id,
-                        TaskItem.external_id.in_([row["external_id"] for row in rows]),
+                        _external_id_in([row["external_id"] for row in rows]),
                     )
                 )
                 .tuples()
@@ -342,7 +357,7 @@ class _Engine:
             deleted = session.execute(
                 delete(TaskItem).where(
                     TaskItem.task_connection_id == connection_id,
-                    TaskItem.external_id.in_(sorted(set(gone))),
+                    _external_id_in(sorted(set(gone))),
                 )
             ).rowcount  # type: ignore[attr-defined]
         created = sum(1 for row in rows if row["external_id"] not in known)
