@@ -25,7 +25,8 @@ def upsert_google_connection(
     """Create or refresh the user's connection to one Google account; reconnecting reactivates it.
 
     Calendars from Google's calendarList are added once (the primary enabled by default); a
-    reconnect updates their names and colours but keeps each one's enabled choice and cursor.
+    reconnect updates their names and colours but keeps each one's enabled choice and cursor,
+    and drops calendars the account no longer lists.
     """
     connection = session.scalars(
         select(CalendarConnection).where(
@@ -48,6 +49,11 @@ def upsert_google_connection(
             select(ExternalCalendar).where(ExternalCalendar.connection_id == connection.id)
         )
     }
+    listed = {entry["id"] for entry in calendars}
+    for external_id, gone in existing.items():
+        # Deleted or unsubscribed in Google: its events go with it (FK cascade).
+        if external_id not in listed:
+            session.delete(gone)
     for entry in calendars:
         row = existing.get(entry["id"])
         if row is None:

@@ -29,6 +29,7 @@ DEMO_REFRESH_TOKEN = "demo-refresh-token"
 class Ports:
     emulator: int = int(os.environ.get("CALSYNC_EMULATOR_PORT", "8765"))
     prefect: int = int(os.environ.get("CALSYNC_PREFECT_PORT", "4200"))
+    api: int = int(os.environ.get("CALSYNC_API_PORT", "8000"))
 
 
 @dataclass
@@ -105,6 +106,8 @@ def configure_env(ports: Ports) -> None:
         "LINEAR_API_URL": f"{emulator}/linear/graphql",
         "GOOGLE_CLIENT_ID": "calsync-local",
         "GOOGLE_CLIENT_SECRET": "calsync-local-secret",
+        "CALSYNC_JWT_SECRET": "calsync-local-dev-secret-change-me",
+        "CALSYNC_CORS_ORIGINS": f"http://127.0.0.1:{ports.api},http://localhost:{ports.api}",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
@@ -147,6 +150,43 @@ def connect_demo_account() -> list[tuple[str, str]]:
         return [(str(c.id), c.name) for c in connection.calendars]
 
 
+def wait_for_deployments(runner: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
+    from prefect import get_client
+
+    from deployments.names import ALL_DEPLOYMENTS
+
+    say("waiting for the runner to register the deployments ...")
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        for name in ALL_DEPLOYMENTS:
+            while True:
+                if runner.poll() is not None:
+                    raise SystemExit(f"[calsync] the runner exited; see {LOGS / 'runner.log'}")
+                try:
+                    client.read_deployment_by_name(name)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"[calsync] deployment {name} never appeared") from None
+                    time.sleep(0.5)
+    say("the runner serves every deployment")
+
+
+def event_count(calendar_id: str) -> int:
+    import uuid
+
+    from sqlalchemy import func, select
+
+    from core.db import session_scope
+    from core.models import Event
+
+    with session_scope() as session:
+        count = session.scalar(
+            select(func.count()).where(Event.external_calendar_id == uuid.UUID(calendar_id))
+        )
+    return int(count or 0)
+
+
 def first_syncs(calendars: list[tuple[str, str]]) -> None:
     from prefect import get_client
     from prefect.deployments import run_deployment
@@ -154,21 +194,30 @@ def first_syncs(calendars: list[tuple[str, str]]) -> None:
     from deployments.names import CALENDAR_SYNC
 
     runs = [
-        (name, run_deployment(CALENDAR_SYNC, parameters={"external_calendar_id": cid}, timeout=0))
+        (
+            cid,
+            name,
+            run_deployment(CALENDAR_SYNC, parameters={"external_calendar_id": cid}, timeout=0),
+        )
         for cid, name in calendars
     ]
     with get_client(sync_client=True) as client:
-        for name, run in runs:
+        for cid, name, run in runs:
             deadline = time.monotonic() + 120
+            state = None
             while time.monotonic() < deadline:
                 state = client.read_flow_run(run.id).state  # type: ignore[union-attr]
                 if state is not None and state.is_final():
                     break
                 time.sleep(0.5)
-            result = (
-                state.result(raise_on_failure=False) if state and state.is_completed() else None
-            )
-            say(f"synced {name!r}: {state.name if state else '?'} {result or state.message}")  # type: ignore[union-attr]
+            outcome = state.name if state else "unknown"
+            say(f"synced {name!r}: {outcome}, {event_count(cid)} events in the database")
+
+
+def demo_token() -> str:
+    from api.auth import issue_dev_token
+
+    return issue_dev_token(os.environ["CALSYNC_JWT_SECRET"], DEMO_USER, ttl_s=7 * 86400)
 
 
 def main() -> None:
@@ -176,6 +225,7 @@ def main() -> None:
     configure_env(ports)
     ensure_free(ports.emulator, "emulator")
     ensure_free(ports.prefect, "prefect")
+    ensure_free(ports.api, "api")
     stack = Stack(ports)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -206,11 +256,30 @@ def main() -> None:
         wait_http("emulator", f"http://127.0.0.1:{ports.emulator}/_control/healthz", emulator)
         wait_http("prefect-server", f"{os.environ['PREFECT_API_URL']}/health", prefect)
         say("starting the runner (serves every deployment)")
-        stack.start("runner", [py, "-m", "deployments.serve"])
+        runner = stack.start("runner", [py, "-m", "deployments.serve"])
+        say("starting the API")
+        api = stack.start(
+            "api",
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "api.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports.api),
+            ],
+        )
+        wait_for_deployments(runner)
+        wait_http("api", f"http://127.0.0.1:{ports.api}/healthz", api)
         calendars = connect_demo_account()
         say(f"connected {DEMO_EMAIL} with {len(calendars)} calendars; running the first syncs")
         first_syncs(calendars)
+        say(f"API docs:    http://127.0.0.1:{ports.api}/docs")
         say(f"Prefect UI:  http://127.0.0.1:{ports.prefect}")
+        say(f"Demo token:  {demo_token()}")
         say(f"Logs:        {LOGS}")
         say("everything is up; Ctrl-C stops it all")
         while all(process.poll() is None for _, process in stack.processes):

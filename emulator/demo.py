@@ -33,7 +33,11 @@ def seed_demo(state: EmulatorState) -> None:
     google.add_account(DEMO_EMAIL, refresh_token=DEMO_REFRESH_TOKEN)
     primary = google.calendars[DEMO_EMAIL]
     team = google.add_calendar(
-        DEMO_EMAIL, summary="Team", time_zone="Europe/Berlin", background_color="#7bd148"
+        DEMO_EMAIL,
+        summary="Team",
+        calendar_id="c_demo_team@group.calendar.google.com",
+        time_zone="Europe/Berlin",
+        background_color="#7bd148",
     )
     # Seeded so every demo run shows the same calendars, anchored on today.
     rng = random.Random(20240101)

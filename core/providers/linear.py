@@ -8,7 +8,6 @@ sent raw in `Authorization`, an OAuth access token as `Bearer <token>`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ LINEAR_REAUTH_MESSAGE = "Linear access was revoked or has expired: reconnect Lin
 MAX_PAGE_SIZE = 250
 # Rate-limit waits absorbed by one client (one sync) in total; longer ones become RateLimited.
 MAX_RATE_LIMIT_WAIT_S = 30.0
+MIN_RATE_LIMIT_WAIT_S = 0.1
 MAX_TRANSIENT_ATTEMPTS = 3
 STATE_TYPES = frozenset({"triage", "backlog", "unstarted", "started", "completed", "canceled"})
 CLOSED_STATE_TYPES = ("completed", "canceled")
@@ -232,7 +232,6 @@ class LinearClient:
         self._sleep = sleep
         self._clock = clock
         self._wait_budget_s = max_rate_limit_wait_s
-        self._lock = threading.Lock()
         self._requests = 0
 
     @property
@@ -254,8 +253,7 @@ class LinearClient:
         """POST one query and return its `data`; rate limits are waited out within the budget."""
         transient_attempts = 0
         while True:
-            with self._lock:
-                self._requests += 1
+            self._requests += 1
             try:
                 response = self._http.post(
                     self._url,
@@ -284,6 +282,8 @@ class LinearClient:
 
     def _wait_out(self, error: RateLimited) -> None:
         wait = error.retry_after_s if error.retry_after_s is not None else 1.0
+        # A reset already past (clock skew) still waits a little, so the budget always drains.
+        wait = max(MIN_RATE_LIMIT_WAIT_S, wait)
         if wait > self._wait_budget_s:
             raise error
         self._wait_budget_s -= wait
