@@ -6,6 +6,7 @@ from prefect import serve
 
 from deployments import names
 from flows.calendar_sync import sync_calendar
+from flows.linear_sync import sync_linear
 
 
 def build_deployments() -> list:  # type: ignore[type-arg]
@@ -14,6 +15,11 @@ def build_deployments() -> list:  # type: ignore[type-arg]
             name=names.CALENDAR_SYNC_DEPLOYMENT,
             tags=["provider:google", "calsync"],
             description="Sync one Google calendar (started by the API, webhooks and sweeps).",
+        ),
+        sync_linear.to_deployment(
+            name=names.LINEAR_SYNC_DEPLOYMENT,
+            tags=["provider:linear", "calsync"],
+            description="Sync one Linear workspace connection (started by the API and sweeps).",
         ),
     ]
 

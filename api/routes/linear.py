@@ -1,0 +1,105 @@
+"""Linear connections of the current user, starting their syncs, and the synced tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CurrentUser, OrchestratorDep, SessionDep
+from api.schemas import (
+    ErrorBody,
+    LinearConnectionOut,
+    LinearSyncAllStarted,
+    LinearSyncStarted,
+    RunStatusOut,
+    TaskItemOut,
+    TaskList,
+)
+from api.sync_service import StartRequest, start_sync, with_row_error
+from core.db import session_scope
+from core.models import ConnectionStatus, TaskConnection
+from core.repositories.tasks import user_task_connections, user_task_items
+from deployments.names import LINEAR_SYNC
+
+router = APIRouter(tags=["linear"])
+
+UNAVAILABLE = {503: {"model": ErrorBody, "description": "The orchestrator is unreachable."}}
+
+
+def _connections(user_id: str) -> list[TaskConnection]:
+    with session_scope() as session:
+        return user_task_connections(session, user_id)
+
+
+def linear_start_request(connection: TaskConnection) -> StartRequest:
+    return StartRequest(
+        model=TaskConnection,
+        row_id=connection.id,
+        latest_run_id=connection.latest_sync_flow_run_id,
+        deployment=LINEAR_SYNC,
+        parameter="task_connection_id",
+        tags=("provider:linear", f"user:{connection.user_id}"),
+    )
+
+
+@router.get(
+    "/me/linear-connection", response_model=list[LinearConnectionOut], responses=UNAVAILABLE
+)
+async def my_linear_connections(
+    user: CurrentUser, orchestrator: OrchestratorDep
+) -> list[LinearConnectionOut]:
+    connections = await run_in_threadpool(_connections, user.id)
+    runs = await orchestrator.read_runs(
+        [c.latest_sync_flow_run_id for c in connections if c.latest_sync_flow_run_id]
+    )
+    out = []
+    for connection in connections:
+        item = LinearConnectionOut.model_validate(connection)
+        info = (
+            runs.get(connection.latest_sync_flow_run_id)
+            if connection.latest_sync_flow_run_id
+            else None
+        )
+        if info is not None:
+            item.run = RunStatusOut.from_info(
+                with_row_error(info, connection.last_sync_error_message)
+            )
+        out.append(item)
+    return out
+
+
+@router.post(
+    "/linear/sync",
+    response_model=LinearSyncAllStarted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=UNAVAILABLE,
+)
+async def sync_linear(user: CurrentUser, orchestrator: OrchestratorDep) -> LinearSyncAllStarted:
+    """Start a sync of each of the user's active Linear connections (joining runs in flight)."""
+    runs = []
+    for connection in await run_in_threadpool(_connections, user.id):
+        if connection.status == ConnectionStatus.NEEDS_REAUTH:
+            continue
+        started = await start_sync(orchestrator, linear_start_request(connection))
+        runs.append(
+            LinearSyncStarted(
+                task_connection_id=connection.id,
+                flow_run_id=started.run.id,
+                status=started.run.status,
+                already_running=started.already_running,
+            )
+        )
+    return LinearSyncAllStarted(runs=runs)
+
+
+@router.get("/me/tasks", response_model=TaskList)
+def my_tasks(
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> TaskList:
+    """The user's open Linear issues across workspaces, most urgent first."""
+    items = user_task_items(session, user.id, limit=limit)
+    return TaskList(items=[TaskItemOut.model_validate(item) for item in items])
