@@ -37,6 +37,7 @@ def stored(database: str) -> str:
                 organization_id="org-sec",
             )
         )
+    return user
 
 
 def raw_dump() -> str:
