@@ -54,6 +54,7 @@ class FaultIn(ControlBody):
     reason: str | None = None
     delay_s: float = Field(default=0.0, ge=0)
     after: int = Field(default=0, ge=0)
+    drop: bool = False
 
 
 async def reset(request: Request) -> Response:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,6 +34,8 @@ class FaultRule:
     reason: str | None = None
     delay_s: float = 0.0
     after: int = 0
+    # Cut the connection mid-response (headers promise more body than is sent).
+    drop: bool = False
     id: str = ""
     skipped: int = 0
     fired: int = 0
@@ -51,6 +54,7 @@ class FaultRule:
             "reason": self.reason,
             "delay_s": self.delay_s,
             "after": self.after,
+            "drop": self.drop,
             "fired": self.fired,
         }
 
@@ -86,6 +90,25 @@ class Faults:
         return {name: self.calls[name] for name in ENDPOINTS} | dict(self.calls)
 
 
+class DroppedResponse(Response):
+    """Promises a body it never finishes, so the server closes the connection mid-response."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200, media_type="application/json")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        # The server refuses to finish a short body and closes the connection: exactly the drop.
+        with contextlib.suppress(RuntimeError):
+            await send({"type": "http.response.body", "body": b'{"items": [', "more_body": False})
+
+
 def emulated(
     endpoint: str, fault_error: Callable[[FaultRule], EmulatorError]
 ) -> Callable[[Handler], Handler]:
@@ -104,6 +127,8 @@ def emulated(
             if rule is not None:
                 if rule.delay_s:
                     await asyncio.sleep(rule.delay_s)
+                if rule.drop:
+                    return DroppedResponse()
                 if rule.status is not None:
                     response = fault_error(rule).response()
                     if rule.retry_after is not None:

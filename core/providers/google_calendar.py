@@ -10,7 +10,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from http.client import HTTPException
 from typing import Any
 
 import google_auth_httplib2
@@ -47,6 +48,12 @@ MAX_INLINE_ATTEMPTS = 3
 class EventPage:
     items: list[dict[str, Any]]
     next_sync_token: str | None = None
+
+
+@dataclass(frozen=True)
+class WatchedChannel:
+    resource_id: str
+    expires_at: datetime
 
 
 @dataclass
@@ -153,7 +160,13 @@ class GoogleCalendarClient:
                 raise NeedsReauth(
                     "refresh token rejected", user_message=GOOGLE_REAUTH_MESSAGE
                 ) from None
-            except (TimeoutError, TransportError, httplib2.HttpLib2Error, OSError) as exc:
+            except (
+                TimeoutError,
+                TransportError,
+                httplib2.HttpLib2Error,
+                HTTPException,
+                OSError,
+            ) as exc:
                 error = TransientProviderError(f"network error: {type(exc).__name__}")
             if not isinstance(error, TransientProviderError) or attempt == MAX_INLINE_ATTEMPTS:
                 raise error
@@ -207,3 +220,33 @@ class GoogleCalendarClient:
             )
             if not page_token:
                 return
+
+    def watch_events(
+        self, calendar_id: str, *, channel_id: str, token: str, address: str, ttl_s: int
+    ) -> WatchedChannel:
+        """Open a push channel on the calendar's events (`events.watch`)."""
+        response = self._execute(
+            self._service.events().watch(
+                calendarId=calendar_id,
+                body={
+                    "id": channel_id,
+                    "type": "web_hook",
+                    "address": address,
+                    "token": token,
+                    "params": {"ttl": str(ttl_s)},
+                },
+            )
+        )
+        expiration_ms = response.get("expiration")
+        expires_at = (
+            datetime.fromtimestamp(int(expiration_ms) / 1000, UTC)
+            if expiration_ms
+            else datetime.now(UTC) + timedelta(seconds=ttl_s)
+        )
+        return WatchedChannel(resource_id=str(response["resourceId"]), expires_at=expires_at)
+
+    def stop_channel(self, channel_id: str, resource_id: str) -> None:
+        """Stop a push channel (`channels.stop`); Google answers 404 if it is already gone."""
+        self._execute(
+            self._service.channels().stop(body={"id": channel_id, "resourceId": resource_id})
+        )
