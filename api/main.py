@@ -11,8 +11,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.auth import TokenVerifier
+from api.live import LiveHub
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
-from api.routes import calendars, events, health, sync_runs
+from api.routes import calendars, connections, events, health, linear, sync_runs, webhooks
+from api.routes import settings as user_settings
+from api.routes.demo_page import router as demo_page_router
+from api.routes.live import router as live_router
 from core.errors import SyncError
 from core.settings import get_settings
 
@@ -23,12 +27,19 @@ PREFECT_DOWN = "The sync service is temporarily unavailable. Try again in a mome
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    orchestrator = Orchestrator(api_url=app.state.prefect_api_url)
+    orchestrator = Orchestrator(
+        api_url=app.state.prefect_api_url, events_api_url=app.state.prefect_events_url
+    )
     await orchestrator.start()
     app.state.orchestrator = orchestrator
+    # One subscription to Prefect's event stream for every live stream this process serves.
+    hub = LiveHub(orchestrator)
+    await hub.start()
+    app.state.live = hub
     try:
         yield
     finally:
+        await hub.close()
         await orchestrator.close()
 
 
@@ -58,6 +69,14 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
     )
     app.state.token_verifier = TokenVerifier(settings)
     app.state.prefect_api_url = prefect_api_url
+    # Where the events websocket is, when not beside the API (tests point it at a dead port).
+    app.state.prefect_events_url = None
+    if not settings.push_enabled:
+        logger.info(
+            "CALSYNC_PUBLIC_BASE_URL is not set: Google push notifications are off; the fallback "
+            "sweep every %d minutes keeps calendars fresh",
+            settings.fallback_sync_interval_minutes,
+        )
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(
@@ -69,6 +88,9 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
     app.add_exception_handler(OrchestratorUnavailable, _orchestrator_unavailable)
     app.add_exception_handler(SyncError, _provider_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (health, calendars, sync_runs, events):
+    routers = (health, calendars, sync_runs, events, connections, user_settings, linear, webhooks)
+    for module in routers:
         app.include_router(module.router)
+    app.include_router(demo_page_router)
+    app.include_router(live_router)
     return app

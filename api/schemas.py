@@ -7,11 +7,23 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.orchestrator import RunStatus
+from api.orchestrator import RunInfo, RunStatus
+from core.sync.progress import SyncProgress
 
 
 class ErrorBody(BaseModel):
     detail: str = Field(description="What went wrong, safe to show to the user.")
+
+
+class ProgressOut(BaseModel):
+    """How far a running (or finished) sync has come."""
+
+    items: int = Field(description="Items (events or issues) processed so far.")
+    pages: int = Field(description="Provider pages processed so far.")
+    fraction: float | None = Field(
+        description="Estimated fraction done, 0 to 1; null when there is nothing to estimate "
+        "from (a calendar's first or an incremental sync, Linear). 1 once the pass completed."
+    )
 
 
 class RunStatusOut(BaseModel):
@@ -22,6 +34,33 @@ class RunStatusOut(BaseModel):
     error: str | None = Field(None, description="A user-safe message when failed or canceled.")
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    progress: ProgressOut | None = Field(
+        None, description="Set by the status route and the live streams once the run reports it."
+    )
+
+    @classmethod
+    def from_info(cls, info: RunInfo, progress: SyncProgress | None = None) -> RunStatusOut:
+        return cls(
+            flow_run_id=info.id,
+            status=info.status,
+            error=info.error,
+            started_at=info.started_at,
+            ended_at=info.ended_at,
+            progress=ProgressOut(**progress.as_dict()) if progress is not None else None,
+        )
+
+
+class LiveRunOut(RunStatusOut):
+    """A run in the user's live stream, with the calendar or Linear connection it syncs."""
+
+    calendar_id: uuid.UUID | None = None
+    task_connection_id: uuid.UUID | None = None
+
+
+class SyncStreamSnapshot(BaseModel):
+    """The first message of the user's stream: the latest run of each calendar and connection."""
+
+    runs: list[LiveRunOut]
 
 
 class CalendarOut(BaseModel):
@@ -89,3 +128,77 @@ class Health(BaseModel):
     status: str
     database: bool | None = None
     prefect: bool | None = None
+
+
+class AuthorizeUrl(BaseModel):
+    url: str = Field(description="Send the browser here; the provider redirects back with code.")
+
+
+class OAuthCallback(BaseModel):
+    code: str = Field(min_length=1, max_length=4096, description="`code` from the redirect.")
+    state: str = Field(min_length=1, max_length=512, description="`state` from the redirect.")
+
+
+class LinearApiKey(BaseModel):
+    api_key: str = Field(min_length=1, max_length=512, description="A Linear personal API key.")
+
+
+class LinearConnectionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    organization_id: str
+    organization_name: str
+    url_key: str
+    auth_kind: str = Field(description="api_key or oauth.")
+    status: str = Field(description="active, or needs_reauth when the user must reconnect.")
+    latest_sync_flow_run_id: uuid.UUID | None
+    last_sync_error_message: str | None
+    last_synced_at: datetime | None
+    run: RunStatusOut | None = Field(None, description="Current status of the latest run.")
+
+
+class CalendarPatch(BaseModel):
+    enabled: bool = Field(description="Whether the calendar syncs; disabling drops its events.")
+
+
+class UserSettingsIn(BaseModel):
+    calendar_sync_from_months: int = Field(
+        ge=1, le=24, description="How many months back a full calendar sync reaches."
+    )
+
+
+class UserSettingsOut(BaseModel):
+    calendar_sync_from_months: int = Field(description="The user's choice, or the default.")
+
+
+class LinearSyncStarted(BaseModel):
+    task_connection_id: uuid.UUID
+    flow_run_id: uuid.UUID
+    status: RunStatus
+    already_running: bool
+
+
+class LinearSyncAllStarted(BaseModel):
+    runs: list[LinearSyncStarted]
+
+
+class TaskItemOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    task_connection_id: uuid.UUID
+    external_id: str
+    identifier: str
+    title: str
+    url: str
+    priority: int = Field(description="0 none, 1 urgent, 2 high, 3 medium, 4 low.")
+    due_date: date | None
+    project_name: str | None
+    state_name: str
+    state_type: str = Field(description="triage, backlog, unstarted or started.")
+    updated_at: datetime
+
+
+class TaskList(BaseModel):
+    items: list[TaskItemOut]

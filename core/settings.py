@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +68,53 @@ class Settings(BaseSettings):
     jwt_leeway_s: int = Field(
         default=30, ge=0, validation_alias=AliasChoices("CALSYNC_JWT_LEEWAY_S")
     )
+    google_oauth_authorize_url: str = Field(
+        default="https://accounts.google.com/o/oauth2/v2/auth",
+        validation_alias=AliasChoices("GOOGLE_OAUTH_AUTHORIZE_URL"),
+    )
+    google_userinfo_url: str = Field(
+        default="https://openidconnect.googleapis.com/v1/userinfo",
+        validation_alias=AliasChoices("GOOGLE_USERINFO_URL"),
+    )
+    google_revoke_url: str = Field(
+        default="https://oauth2.googleapis.com/revoke",
+        validation_alias=AliasChoices("GOOGLE_REVOKE_URL"),
+    )
+    google_oauth_redirect_uri: str = Field(
+        default="", validation_alias=AliasChoices("GOOGLE_OAUTH_REDIRECT_URI")
+    )
+    linear_oauth_authorize_url: str = Field(
+        default="https://linear.app/oauth/authorize",
+        validation_alias=AliasChoices("LINEAR_OAUTH_AUTHORIZE_URL"),
+    )
+    linear_oauth_revoke_url: str = Field(
+        default="https://api.linear.app/oauth/revoke",
+        validation_alias=AliasChoices("LINEAR_OAUTH_REVOKE_URL"),
+    )
+    linear_oauth_redirect_uri: str = Field(
+        default="", validation_alias=AliasChoices("LINEAR_OAUTH_REDIRECT_URI")
+    )
+    # Signs the OAuth `state`; empty falls back to CALSYNC_JWT_SECRET (local dev only).
+    state_secret: str = Field(default="", validation_alias=AliasChoices("CALSYNC_STATE_SECRET"))
+
+    # Where Google can reach our webhook (https); empty turns push off and leaves freshness to
+    # the fallback sweep. http is accepted only for localhost, for tests and local runs.
+    public_base_url: str = Field(
+        default="", validation_alias=AliasChoices("CALSYNC_PUBLIC_BASE_URL")
+    )
+    push_channel_ttl_s: int = Field(
+        default=7 * 24 * 3600, ge=60, validation_alias=AliasChoices("CALSYNC_PUSH_CHANNEL_TTL_S")
+    )
+    channel_renew_before_hours: int = Field(
+        default=48, ge=1, validation_alias=AliasChoices("CALSYNC_CHANNEL_RENEW_BEFORE_HOURS")
+    )
+    fallback_sync_interval_minutes: int = Field(
+        default=30, ge=1, validation_alias=AliasChoices("CALSYNC_FALLBACK_SYNC_INTERVAL_MINUTES")
+    )
+    # Off in tests and benchmarks, so scheduled sweeps never fire in the middle of a measurement.
+    schedules_active: bool = Field(
+        default=True, validation_alias=AliasChoices("CALSYNC_SCHEDULES_ACTIVE")
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -86,6 +134,45 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator(
+        "google_oauth_authorize_url",
+        "google_userinfo_url",
+        "google_revoke_url",
+        "linear_oauth_authorize_url",
+        "linear_oauth_revoke_url",
+    )
+    @classmethod
+    def _oauth_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("google_oauth_redirect_uri", "linear_oauth_redirect_uri")
+    @classmethod
+    def _redirect_uri(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @property
+    def oauth_state_secret(self) -> str:
+        return self.state_secret or self.jwt_secret
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parsed = urlsplit(value)
+        local = parsed.hostname in {"127.0.0.1", "localhost", "::1"}
+        if parsed.scheme != "https" and not (parsed.scheme == "http" and local):
+            raise ValueError("must be an https URL (http only for localhost)")
+        return value.rstrip("/")
+
+    @property
+    def push_enabled(self) -> bool:
+        return bool(self.public_base_url)
 
     @property
     def google_calendar_endpoint(self) -> str:

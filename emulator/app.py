@@ -7,7 +7,14 @@ from collections.abc import Callable, Sequence
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from emulator import control, google_calendar, google_control, google_oauth, linear_api
+from emulator import (
+    control,
+    google_calendar,
+    google_control,
+    google_oauth,
+    linear_api,
+    linear_oauth,
+)
 from emulator.demo import seed_demo
 from emulator.errors import EmulatorError, handle_emulator_error
 from emulator.state import EmulatorState
@@ -19,6 +26,7 @@ PARTS: tuple[Callable[[], list[BaseRoute]], ...] = (
     control.routes,
     google_control.routes,
     linear_api.routes,
+    linear_oauth.routes,
 )
 
 

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,14 +38,22 @@ def pytest_configure(config: pytest.Config) -> None:
             "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
             "PREFECT_CLIENT_MAX_RETRIES": "2",
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+            # Prefect's shortest heartbeat: the crash automation's test waits as little as it can.
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
             "CALSYNC_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "CALSYNC_DATA_DIR": str(TMP / "calsync"),
             "GOOGLE_CLIENT_ID": "calsync-test-client",
             "GOOGLE_CLIENT_SECRET": "calsync-test-secret",
             "CALSYNC_JWT_SECRET": JWT_SECRET,
+            # The runner serves the scheduled sweeps too; tests start them when they mean to.
+            "CALSYNC_SCHEDULES_ACTIVE": "false",
+            "CALSYNC_STATE_SECRET": "calsync-test-state-secret",
+            "GOOGLE_OAUTH_REDIRECT_URI": "http://app.calsync.test/connect/google",
+            "LINEAR_CLIENT_ID": "calsync-linear-test",
+            "LINEAR_CLIENT_SECRET": "calsync-linear-secret",
+            "LINEAR_OAUTH_REDIRECT_URI": "http://app.calsync.test/connect/linear",
         }
     )
-
 
     prefect_db = _create_postgres_database("calsync_prefect")
     if prefect_db is not None:
@@ -109,6 +117,12 @@ def emulator_url() -> Iterator[str]:
         os.environ["GOOGLE_API_BASE_URL"] = base_url
         os.environ["GOOGLE_OAUTH_TOKEN_URL"] = f"{base_url}/token"
         os.environ["LINEAR_API_URL"] = f"{base_url}/linear/graphql"
+        os.environ["GOOGLE_OAUTH_AUTHORIZE_URL"] = f"{base_url}/o/oauth2/v2/auth"
+        os.environ["GOOGLE_USERINFO_URL"] = f"{base_url}/oauth2/v3/userinfo"
+        os.environ["GOOGLE_REVOKE_URL"] = f"{base_url}/revoke"
+        os.environ["LINEAR_OAUTH_TOKEN_URL"] = f"{base_url}/linear/oauth/token"
+        os.environ["LINEAR_OAUTH_AUTHORIZE_URL"] = f"{base_url}/linear/oauth/authorize"
+        os.environ["LINEAR_OAUTH_REVOKE_URL"] = f"{base_url}/linear/oauth/revoke"
         reset_caches()
         yield base_url
 
@@ -222,3 +236,21 @@ def api_url(runner: None, database: str) -> Iterator[str]:
 
     with serve(create_app(), "api") as url:
         yield url
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[Callable[[str], str]]:
+    """Makes fresh databases on the machine's Postgres (dropped after the test); skips where it
+    is unreachable outside CI. Returns `postgresql+psycopg://` URLs."""
+    created: list[str] = []
+
+    def make(prefix: str) -> str:
+        url = _create_postgres_database(prefix)
+        if url is None:
+            pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable: skipping the Postgres tests")
+        created.append(url)
+        return url
+
+    yield make
+    for url in created:
+        _drop_postgres_database(url)

@@ -29,6 +29,11 @@ class GoogleEmulator:
             "/google/accounts", {"email": email or f"u{uuid.uuid4().hex[:8]}@example.com"}
         )
 
+    def auth_code(self, email: str, redirect_uri: str, **options: Any) -> str:
+        """A code as Google's consent screen would issue it (`offline=False`: no refresh token)."""
+        body = {"email": email, "redirect_uri": redirect_uri, **options}
+        return str(self._post("/google/auth-codes", body)["code"])
+
     def calendar(self, email: str, summary: str = "Work") -> dict[str, Any]:
         return self._post("/google/calendars", {"email": email, "summary": summary})
 
@@ -90,6 +95,23 @@ class GoogleEmulator:
 
     def reset_calls(self) -> None:
         self._post("/calls/reset")
+
+    def channels(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.base_url}/_control/google/channels")
+        response.raise_for_status()
+        return list(response.json())
+
+    def notify(
+        self,
+        channel_id: str,
+        state: str = "exists",
+        *,
+        headers: dict[str, str | None] | None = None,
+        times: int = 1,
+    ) -> list[int | None]:
+        """Deliver notifications now (forged with `headers`); the receiver's status codes."""
+        body = {"channel_id": channel_id, "state": state, "headers": headers or {}, "times": times}
+        return list(self._post("/google/notify", body)["statuses"])
 
 
 def seed_calendar(

@@ -1,0 +1,30 @@
+"""The current user's sync settings."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import CurrentUser, SessionDep
+from api.schemas import UserSettingsIn, UserSettingsOut
+from core.accounts import calendar_sync_from_months, set_calendar_sync_from_months
+from core.settings import get_settings
+
+router = APIRouter(tags=["settings"])
+
+
+@router.get("/me/settings", response_model=UserSettingsOut)
+def my_settings(user: CurrentUser, session: SessionDep) -> UserSettingsOut:
+    months = calendar_sync_from_months(session, user.id)
+    return UserSettingsOut(
+        calendar_sync_from_months=months or get_settings().calendar_sync_from_months
+    )
+
+
+@router.patch("/me/settings", response_model=UserSettingsOut)
+def update_my_settings(
+    body: UserSettingsIn, user: CurrentUser, session: SessionDep
+) -> UserSettingsOut:
+    """Takes effect at each calendar's next full sync (the events already synced stay)."""
+    set_calendar_sync_from_months(session, user.id, body.calendar_sync_from_months)
+    session.commit()
+    return UserSettingsOut(calendar_sync_from_months=body.calendar_sync_from_months)
