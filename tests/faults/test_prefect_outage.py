@@ -1,0 +1,125 @@
+"""The API while its Prefect server goes away and comes back: fast 503s, nothing half-written,
+normal service afterwards, and runs created before the outage still reported."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.main import create_app
+from core.db import session_scope
+from core.models import ExternalCalendar
+from tests.support.auth import bearer
+from tests.support.google import GoogleEmulator, seed_calendar
+from tests.support.processes import free_port, python, start, stop, wait_for_http
+from tests.support.servers import serve
+
+pytestmark = pytest.mark.integration
+
+
+class PrefectServer:
+    """A Prefect server of its own (SQLite under `home`), stopped and restarted on one port."""
+
+    def __init__(self, home: Path) -> None:
+        self.home, self.port = home, free_port()
+        home.mkdir(parents=True, exist_ok=True)
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.process = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.api_url}
+        env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+        self.process = start(
+            [
+                python(),
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-ui",
+                "--no-services",
+            ],
+            env,
+            self.home / "server.log",
+        )
+        wait_for_http(f"{self.api_url}/health", 60, self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+
+@pytest.fixture
+def outage_server(tmp_path: Path) -> Iterator[PrefectServer]:
+    server = PrefectServer(tmp_path / "prefect")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _register_deployment(api_url: str) -> None:
+    """The calendar-sync deployment on this server (no runner: runs stay scheduled)."""
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+    import subprocess
+
+    subprocess.run(
+        [
+            python(),
+            "-c",
+            "from flows.calendar_sync import sync_calendar;"
+            "from deployments.names import CALENDAR_SYNC_DEPLOYMENT as n;"
+            "sync_calendar.to_deployment(name=n).apply()",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_prefect_outage_answers_503_fast_then_recovers(
+    outage_server: PrefectServer, database: str, google: GoogleEmulator
+) -> None:
+    _register_deployment(outage_server.api_url)
+    account = google.account()
+    user = "outage-user"
+    first = seed_calendar(account, google.calendar(account["email"], "Before"), user_id=user)
+    second = seed_calendar(account, google.calendar(account["email"], "During"), user_id=user)
+
+    with serve(create_app(prefect_api_url=outage_server.api_url), "api-outage") as url:
+        client = httpx.Client(base_url=url, headers=bearer(user), timeout=10)
+        before = client.post(f"/calendars/{first}/sync")
+        assert before.status_code == 202, before.text
+        run_id = before.json()["flow_run_id"]
+        assert client.get(f"/sync-runs/{run_id}").json()["status"] == "pending"
+
+        outage_server.stop()
+        for path, method in ((f"/calendars/{second}/sync", "POST"), ("/readyz", "GET")):
+            started = time.monotonic()
+            response = client.request(method, path)
+            assert response.status_code == 503, (path, response.text)
+            assert time.monotonic() - started < 2.5
+        time.sleep(0.3)  # let the short live-state cache lapse, so the read really goes out
+        down = client.get(f"/sync-runs/{run_id}")
+        assert down.status_code == 503 and "unavailable" in down.json()["detail"]
+        with session_scope() as session:
+            assert session.get(ExternalCalendar, second).latest_sync_flow_run_id is None  # type: ignore[union-attr]
+
+        outage_server.start()
+        assert client.get("/readyz").status_code == 200
+        assert client.get(f"/sync-runs/{run_id}").json()["status"] == "pending"
+        after = client.post(f"/calendars/{second}/sync")
+        assert after.status_code == 202
+        with session_scope() as session:
+            stored = session.get(ExternalCalendar, second).latest_sync_flow_run_id  # type: ignore[union-attr]
+        assert str(stored) == after.json()["flow_run_id"]
