@@ -90,6 +90,8 @@ def _register_deployment(api_url: str) -> None:
 def test_prefect_outage_answers_503_fast_then_recovers(
     outage_server: PrefectServer, database: str, google: GoogleEmulator
 ) -> None:
+    if database.startswith("postgresql"):
+        pytest.skip("the outage is Prefect's: one app database is enough to show it")
     _register_deployment(outage_server.api_url)
     account = google.account()
     user = "outage-user"
