@@ -59,7 +59,9 @@ class PrefectServer:
 
 
 @pytest.fixture
-def outage_server(tmp_path: Path) -> Iterator[PrefectServer]:
+def outage_server(tmp_path: Path, database: str) -> Iterator[PrefectServer]:
+    if database.startswith("postgresql"):
+        pytest.skip("the outage is Prefect's: one app database is enough to show it")
     server = PrefectServer(tmp_path / "prefect")
     server.start()
     yield server
@@ -90,8 +92,6 @@ def _register_deployment(api_url: str) -> None:
 def test_prefect_outage_answers_503_fast_then_recovers(
     outage_server: PrefectServer, database: str, google: GoogleEmulator
 ) -> None:
-    if database.startswith("postgresql"):
-        pytest.skip("the outage is Prefect's: one app database is enough to show it")
     _register_deployment(outage_server.api_url)
     account = google.account()
     user = "outage-user"
