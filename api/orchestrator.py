@@ -2,7 +2,9 @@
 
 The rest of the API never sees a Prefect type: runs come back as `RunInfo` with a five-word
 status vocabulary. Reads are coalesced and batched (many pollers, one Prefect call), final
-states are cached, and every call is bounded in time so an outage answers 503 fast.
+states are cached, and every call is bounded in time so an outage answers 503 fast. It also
+owns Prefect's event stream (`run_changes`, in api/run_events.py) and the runs' progress
+artifacts (`read_progress`, in api/run_progress.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import asyncio
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,10 +26,14 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.events import Event
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling
 
+from api.run_events import ARTIFACT_UPDATED, FLOW_RUN_PREFIX, prefect_events
+from api.run_progress import ProgressReader
 from core.errors import CANCELLED, CRASHED, safe_message_from_state
+from core.sync.progress import SyncProgress, parse_description
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +82,18 @@ class RunInfo:
     error: str | None
     started_at: datetime | None
     ended_at: datetime | None
+    # When the current Prefect state began: orders the updates of one run.
+    state_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """One update from Prefect's event stream: a run's new state, or its new progress."""
+
+    run_id: uuid.UUID
+    info: RunInfo | None
+    progress: SyncProgress | None
+    tags: frozenset[str]
 
 
 class OrchestratorUnavailable(RuntimeError):
@@ -101,14 +120,62 @@ def run_info(run: FlowRun) -> RunInfo:
         error=safe_error(state_type, run.state.message if run.state else None),
         started_at=run.start_time,
         ended_at=run.end_time if status.is_final else None,
+        state_at=run.state.timestamp if run.state else None,
     )
+
+
+def _related_run_id(event: Event, role: str) -> uuid.UUID | None:
+    for resource in event.related:
+        if resource.role == role and resource.id.startswith(FLOW_RUN_PREFIX):
+            try:
+                return uuid.UUID(resource.id.removeprefix(FLOW_RUN_PREFIX))
+            except ValueError:
+                return None
+    return None
+
+
+def run_change(event: Event) -> RunChange | None:
+    """The change a flow-run state event or a progress artifact update stands for, if any."""
+    tags = frozenset(r.id.removeprefix("prefect.tag.") for r in event.related if r.role == "tag")
+    if event.event == ARTIFACT_UPDATED:
+        run_id = _related_run_id(event, "flow-run")
+        progress = parse_description(event.payload.get("description"))
+        if run_id is None or progress is None:
+            return None
+        return RunChange(run_id, None, progress, tags)
+    try:
+        run_id = uuid.UUID(event.resource.id.removeprefix(FLOW_RUN_PREFIX))
+        state_type = StateType(event.resource.get("prefect.state-type"))
+    except ValueError:
+        return None
+    raw_at = event.resource.get("prefect.state-timestamp")
+    state_at = datetime.fromisoformat(raw_at) if raw_at else event.occurred
+    status = _STATUS.get(state_type, RunStatus.PENDING)
+    info = RunInfo(
+        id=run_id,
+        status=status,
+        error=safe_error(state_type, event.resource.get("prefect.state-message")),
+        # Prefect's start and end times are the timestamps of these very states.
+        started_at=state_at if status == RunStatus.RUNNING else None,
+        ended_at=state_at if status.is_final else None,
+        state_at=state_at,
+    )
+    return RunChange(run_id, info, None, tags)
 
 
 class Orchestrator:
     """Lives for the app's lifetime (FastAPI lifespan): one Prefect client, one batcher."""
 
-    def __init__(self, api_url: str | None = None, timeout_s: float = CALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        api_url: str | None = None,
+        timeout_s: float = CALL_TIMEOUT_S,
+        *,
+        events_api_url: str | None = None,
+    ) -> None:
         self._api_url = api_url
+        self._events_api_url = events_api_url or api_url
+        self._progress = ProgressReader(lambda: self.client, self._bounded)
         self._timeout_s = timeout_s
         self._client: PrefectClient | None = None
         self._deployment_ids: dict[str, uuid.UUID] = {}
@@ -272,6 +339,30 @@ class Orchestrator:
                 self._remember(run_id, info, now)
                 if not future.done():
                     future.set_result(info)
+
+    async def read_progress(self, runs: Iterable[RunInfo]) -> dict[uuid.UUID, SyncProgress]:
+        """The latest progress each run reported (pending runs have none yet); batched, cached."""
+        started = [run for run in runs if run.status != RunStatus.PENDING]
+        return await self._progress.read(
+            (run.id for run in started), final=(run.id for run in started if run.status.is_final)
+        )
+
+    @asynccontextmanager
+    async def run_changes(self) -> AsyncIterator[AsyncIterator[RunChange]]:
+        """Connected to Prefect's event stream on entry (else `EventStreamUnavailable`).
+
+        Yields every run's state changes and progress updates as they happen, including
+        replays of the last minute after a reconnect (order them by `RunInfo.state_at`).
+        """
+        async with prefect_events(self._events_api_url) as events:
+
+            async def changes() -> AsyncIterator[RunChange]:
+                async for event in events:
+                    change = run_change(event)
+                    if change is not None:
+                        yield change
+
+            yield changes()
 
     def _remember(self, run_id: uuid.UUID, info: RunInfo | None, now: float) -> None:
         if info is not None and info.status.is_final:

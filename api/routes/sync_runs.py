@@ -24,10 +24,5 @@ async def get_sync_run(
     info = await run_status(orchestrator, user.id, flow_run_id)
     if info is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "sync run not found")
-    return RunStatusOut(
-        flow_run_id=info.id,
-        status=info.status,
-        error=info.error,
-        started_at=info.started_at,
-        ended_at=info.ended_at,
-    )
+    progress = await orchestrator.read_progress([info])
+    return RunStatusOut.from_info(info, progress.get(info.id))

@@ -44,6 +44,44 @@ def owned_run(session: Session, user_id: str, flow_run_id: uuid.UUID) -> OwnedRu
     return None
 
 
+@dataclass(frozen=True)
+class UserRun:
+    """A synced row of the user's and the run it points at."""
+
+    model: SyncedModel
+    row_id: uuid.UUID
+    run_id: uuid.UUID
+    error_message: str | None
+
+
+def user_latest_runs(session: Session, user_id: str) -> list[UserRun]:
+    """The latest run of each of the user's calendars and Linear connections that has one."""
+    calendars = session.execute(
+        select(
+            ExternalCalendar.id,
+            ExternalCalendar.latest_sync_flow_run_id,
+            ExternalCalendar.last_sync_error_message,
+        )
+        .join(CalendarConnection)
+        .where(
+            CalendarConnection.user_id == user_id,
+            ExternalCalendar.latest_sync_flow_run_id.is_not(None),
+        )
+    ).all()
+    tasks = session.execute(
+        select(
+            TaskConnection.id,
+            TaskConnection.latest_sync_flow_run_id,
+            TaskConnection.last_sync_error_message,
+        ).where(
+            TaskConnection.user_id == user_id, TaskConnection.latest_sync_flow_run_id.is_not(None)
+        )
+    ).all()
+    return [UserRun(ExternalCalendar, row, run, error) for row, run, error in calendars] + [
+        UserRun(TaskConnection, row, run, error) for row, run, error in tasks
+    ]
+
+
 def fill_missing_error(
     session: Session, model: SyncedModel, row_id: uuid.UUID, flow_run_id: uuid.UUID, message: str
 ) -> None:
