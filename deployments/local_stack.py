@@ -1,7 +1,8 @@
 """`make dev`: the whole system on this machine, on embedded defaults, stopped with Ctrl-C.
 
 Starts the emulator with demo data, a local Prefect server, the runner, connects the demo
-account, triggers the first syncs and prints where to look. Re-runnable without cleanup.
+Google account and Linear workspace, triggers the first syncs and prints where to look.
+Re-runnable without cleanup. CALSYNC_DATA_DIR moves `.calsync/` (databases, keys, logs).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / ".calsync"
+DATA = Path(os.environ.get("CALSYNC_DATA_DIR") or ROOT / ".calsync").resolve()
 LOGS = DATA / "logs"
 DEMO_USER = "demo-user"
 DEMO_EMAIL = "demo@example.com"
@@ -101,6 +102,12 @@ def configure_env(ports: Ports) -> None:
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_CLIENT_MAX_RETRIES": "2",
+        # Prefect's shortest; the crash automation (deployments/automations.py) expects it.
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+        # The engines' own log lines (rate-limit waits, retries) go to the run's logs too.
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "core",
+        "CALSYNC_DATA_DIR": str(DATA),
+        "CALSYNC_DATABASE_URL": f"sqlite:///{DATA / 'calsync.db'}",
         "GOOGLE_API_BASE_URL": emulator,
         "GOOGLE_OAUTH_TOKEN_URL": f"{emulator}/token",
         "LINEAR_API_URL": f"{emulator}/linear/graphql",
@@ -111,6 +118,19 @@ def configure_env(ports: Ports) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+
+
+def describe_prefect_database() -> str:
+    if os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL", "").startswith("postgresql"):
+        return "PostgreSQL from PREFECT_API_DATABASE_CONNECTION_URL"
+    return f"SQLite under {DATA / 'prefect'}"
+
+
+def describe_app_database() -> str:
+    url = os.environ["CALSYNC_DATABASE_URL"]
+    if url.startswith("postgresql"):
+        return "PostgreSQL from CALSYNC_DATABASE_URL"
+    return f"SQLite at {url.removeprefix('sqlite:///')}"
 
 
 def connect_demo_account() -> list[tuple[str, str]]:
@@ -150,6 +170,28 @@ def connect_demo_account() -> list[tuple[str, str]]:
         return [(str(c.id), c.name) for c in connection.calendars]
 
 
+def connect_demo_linear() -> tuple[str, str]:
+    """Connect the emulator's demo Linear workspace with its personal API key, as the app would."""
+    from core.accounts import LinearAccount, upsert_linear_connection
+    from core.db import session_scope
+    from core.providers.linear import LinearClient
+    from core.settings import get_settings
+    from emulator.demo import DEMO_LINEAR_API_KEY
+
+    with LinearClient(get_settings(), access_token=DEMO_LINEAR_API_KEY) as client:
+        viewer = client.fetch_viewer()
+    account = LinearAccount(
+        organization_id=viewer.organization_id,
+        organization_name=viewer.organization_name,
+        url_key=viewer.url_key,
+        auth_kind="api_key",
+        access_token=DEMO_LINEAR_API_KEY,
+    )
+    with session_scope() as session:
+        connection = upsert_linear_connection(session, user_id=DEMO_USER, account=account)
+        return str(connection.id), connection.organization_name
+
+
 def wait_for_deployments(runner: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
     from prefect import get_client
 
@@ -172,37 +214,35 @@ def wait_for_deployments(runner: subprocess.Popen[bytes], timeout_s: float = 90)
     say("the runner serves every deployment")
 
 
-def event_count(calendar_id: str) -> int:
+def synced_rows(kind: str, row_id: str) -> str:
+    """What a first sync left in the database, for the progress line."""
     import uuid
 
     from sqlalchemy import func, select
 
     from core.db import session_scope
-    from core.models import Event
+    from core.models import Event, TaskItem
 
+    column = Event.external_calendar_id if kind == "calendar" else TaskItem.task_connection_id
     with session_scope() as session:
-        count = session.scalar(
-            select(func.count()).where(Event.external_calendar_id == uuid.UUID(calendar_id))
-        )
-    return int(count or 0)
+        count = session.scalar(select(func.count()).where(column == uuid.UUID(row_id)))
+    return f"{count or 0} {'events' if kind == 'calendar' else 'open issues'} in the database"
 
 
-def first_syncs(calendars: list[tuple[str, str]]) -> None:
+def first_syncs(calendars: list[tuple[str, str]], workspaces: list[tuple[str, str]]) -> None:
     from prefect import get_client
     from prefect.deployments import run_deployment
 
-    from deployments.names import CALENDAR_SYNC
+    from deployments.names import CALENDAR_SYNC, LINEAR_SYNC
 
+    targets = [("calendar", CALENDAR_SYNC, "external_calendar_id", *c) for c in calendars]
+    targets += [("workspace", LINEAR_SYNC, "task_connection_id", *w) for w in workspaces]
     runs = [
-        (
-            cid,
-            name,
-            run_deployment(CALENDAR_SYNC, parameters={"external_calendar_id": cid}, timeout=0),
-        )
-        for cid, name in calendars
+        (kind, row_id, name, run_deployment(deployment, parameters={param: row_id}, timeout=0))
+        for kind, deployment, param, row_id, name in targets
     ]
     with get_client(sync_client=True) as client:
-        for cid, name, run in runs:
+        for kind, row_id, name, run in runs:
             deadline = time.monotonic() + 120
             state = None
             while time.monotonic() < deadline:
@@ -211,7 +251,7 @@ def first_syncs(calendars: list[tuple[str, str]]) -> None:
                     break
                 time.sleep(0.5)
             outcome = state.name if state else "unknown"
-            say(f"synced {name!r}: {outcome}, {event_count(cid)} events in the database")
+            say(f"synced {kind} {name!r}: {outcome}, {synced_rows(kind, row_id)}")
 
 
 def demo_token() -> str:
@@ -228,13 +268,15 @@ def main() -> None:
     ensure_free(ports.api, "api")
     stack = Stack(ports)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Python ignores Ctrl-C when started with SIGINT ignored (a background job); not here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         py = sys.executable
         say("starting the Google/Linear emulator with demo data")
         emulator = stack.start(
             "emulator", [py, "-m", "emulator", "--port", str(ports.emulator), "--demo"]
         )
-        say("starting the Prefect server (SQLite under .calsync/prefect)")
+        say(f"starting the Prefect server ({describe_prefect_database()})")
         prefect = stack.start(
             "prefect-server",
             [
@@ -249,12 +291,16 @@ def main() -> None:
                 str(ports.prefect),
             ],
         )
-        say("migrating the app database")
+        say(f"migrating the app database ({describe_app_database()})")
         from core.migrate import upgrade
 
         upgrade()
         wait_http("emulator", f"http://127.0.0.1:{ports.emulator}/_control/healthz", emulator)
         wait_http("prefect-server", f"{os.environ['PREFECT_API_URL']}/health", prefect)
+        from deployments.automations import NAME, ensure_crash_automation
+
+        ensure_crash_automation()
+        say(f"automation {NAME!r} is in place")
         say("starting the runner (serves every deployment)")
         runner = stack.start("runner", [py, "-m", "deployments.serve"])
         say("starting the API")
@@ -275,10 +321,13 @@ def main() -> None:
         wait_for_deployments(runner)
         wait_http("api", f"http://127.0.0.1:{ports.api}/healthz", api)
         calendars = connect_demo_account()
-        say(f"connected {DEMO_EMAIL} with {len(calendars)} calendars; running the first syncs")
-        first_syncs(calendars)
+        say(f"connected {DEMO_EMAIL} with {len(calendars)} calendars")
+        workspace = connect_demo_linear()
+        say(f"connected the Linear workspace {workspace[1]!r}; running the first syncs")
+        first_syncs(calendars, [workspace])
+        say(f"Demo page:   http://127.0.0.1:{ports.api}/  (sign in with the demo token)")
         say(f"API docs:    http://127.0.0.1:{ports.api}/docs")
-        say(f"Prefect UI:  http://127.0.0.1:{ports.prefect}")
+        say(f"Prefect UI:  http://127.0.0.1:{ports.prefect}/runs")
         say(f"Demo token:  {demo_token()}")
         say(f"Logs:        {LOGS}")
         say("everything is up; Ctrl-C stops it all")

@@ -15,7 +15,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
-        "--demo", action="store_true", help="seed demo@example.com with two calendars"
+        "--demo",
+        action="store_true",
+        help="seed demo@example.com with two calendars and a Linear workspace",
     )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()

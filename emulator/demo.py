@@ -1,4 +1,5 @@
-"""Demo data for `python -m emulator --demo`: one account, a busy primary and a "Team" calendar."""
+"""Demo data for `python -m emulator --demo`: one Google account with a busy primary and a "Team"
+calendar, and one Linear workspace whose demo user (with a fixed personal API key) has issues."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import Any
 
 from emulator.calendar_store import Calendar
 from emulator.event_edits import create_event
+from emulator.linear_state import LinearState
 from emulator.state import EmulatorState
 from emulator.timeutil import now
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_REFRESH_TOKEN = "demo-refresh-token"
+DEMO_LINEAR_API_KEY = "lin_api_demo_0123456789abcdef0123456789abcdef"
+DEMO_LINEAR_WORKSPACE = "Acme Demo"
 
 _TOPICS = (
     "Standup",
@@ -44,6 +48,7 @@ def seed_demo(state: EmulatorState) -> None:
     today = datetime.now(UTC).date()
     _fill(primary, rng, today, timed=260, all_day=25, recurring=15)
     _fill(team, rng, today, timed=85, all_day=8, recurring=7)
+    _seed_linear(state.linear, rng, today)
 
 
 def _fill(
@@ -89,6 +94,45 @@ def _fill(
             )
         ]
         create_event(calendar, body, when)
+
+
+_ISSUE_TITLES = (
+    "Fix flaky login test",
+    "Calendar sync shows stale events",
+    "Add dark mode to settings",
+    "Speed up dashboard query",
+    "Write onboarding docs",
+    "Investigate 502s from the proxy",
+    "Rotate API keys",
+    "Upgrade Postgres",
+    "Design review follow-ups",
+    "Customer import fails on CSV with BOM",
+)
+_PROJECTS = ("Mobile app", "Platform", "Growth", None)
+_OPEN_STATES = ("triage", "backlog", "unstarted", "unstarted", "started", "started")
+
+
+def _seed_linear(linear: LinearState, rng: random.Random, today: date) -> None:
+    """40 issues for the demo user (a few closed, which a sync skips) and some for a teammate."""
+    workspace = linear.create_workspace(DEMO_LINEAR_WORKSPACE, "acme-demo", id="org-acme-demo")
+    demo = linear.create_user(workspace.id, name="Demo User", email=DEMO_EMAIL, id="user-demo")
+    teammate = linear.create_user(
+        workspace.id, name="Teammate", email="teammate@example.com", id="user-teammate"
+    )
+    linear.create_api_key(demo.id, DEMO_LINEAR_API_KEY)
+    for index in range(48):
+        closed = index % 12 == 11
+        state_type = rng.choice(("completed", "canceled") if closed else _OPEN_STATES)
+        due = today + timedelta(days=rng.randint(-3, 21)) if rng.random() < 0.4 else None
+        linear.create_issue(
+            workspace.id,
+            title=f"{rng.choice(_ISSUE_TITLES)} #{index + 1}",
+            assignee_id=demo.id if index < 44 else teammate.id,
+            state_type=state_type,
+            priority=rng.randint(0, 4),
+            due_date=due.isoformat() if due else None,
+            project_name=rng.choice(_PROJECTS),
+        )
 
 
 def _timed(rng: random.Random, start: datetime, end: datetime) -> dict[str, Any]:

@@ -1,0 +1,96 @@
+"""The crash automation: a run whose process stops heartbeating (a frozen or dead machine) is
+marked Crashed by Prefect, and the API reports it failed with the safe message."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prefect import get_client
+
+from core.errors import CRASHED
+from deployments.automations import NAME, crash_silent_runs, ensure_crash_automation
+from tests.support.auth import bearer
+from tests.support.google import seed_calendar
+from tests.support.prefect_runs import flow_run_pid, wait_for
+
+pytestmark = pytest.mark.integration
+
+# Heartbeats come every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY in conftest, Prefect's floor):
+# a little more than one period keeps this test short without crashing healthy runs.
+SILENCE_S = 42
+
+
+def test_the_automation_watches_heartbeats_of_calsync_runs_only() -> None:
+    trigger = crash_silent_runs(SILENCE_S).trigger
+    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert "prefect.flow-run.Completed" in trigger.expect  # type: ignore[union-attr]
+    assert trigger.for_each == {"prefect.resource.id"}  # type: ignore[union-attr]
+    assert trigger.within.total_seconds() == SILENCE_S  # type: ignore[union-attr]
+    [action] = crash_silent_runs().actions
+    assert action.type == "change-flow-run-state" and action.message == CRASHED  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def crash_automation(runner: None) -> Iterator[uuid.UUID]:
+    automation_id = ensure_crash_automation(SILENCE_S)
+    # Idempotent: running it again (every `make dev`, every deploy) keeps one automation.
+    assert ensure_crash_automation(SILENCE_S) == automation_id
+    with get_client(sync_client=True) as client:
+        assert [a.id for a in client.read_automations_by_name(NAME)] == [automation_id]
+    yield automation_id
+    with get_client(sync_client=True) as client:
+        client.delete_automation(automation_id)
+
+
+def wait_for_heartbeat(run_id: uuid.UUID, timeout_s: float = 30) -> None:
+    """Until the server has stored a heartbeat of this run (the trigger counts from it)."""
+    body = {
+        "filter": {
+            "event": {"name": ["prefect.flow-run.heartbeat"]},
+            "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+        },
+        "limit": 1,
+    }
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = httpx.post(f"{os.environ['PREFECT_API_URL']}/events/filter", json=body).json()
+        if found["events"]:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"no heartbeat from flow run {run_id} in {timeout_s}s")
+
+
+def test_a_frozen_run_is_marked_crashed_and_the_api_reports_it_failed(
+    crash_automation, api_url, google
+) -> None:
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    account = google.account()
+    cal = google.calendar(account["email"], "Frozen")
+    google.bulk(cal["id"], 20)
+    row_id = seed_calendar(account, cal, user_id=user)
+    google.fault(endpoint="events.list", status=200, delay_s=90, count=1)
+    client = httpx.Client(base_url=api_url, headers=bearer(user), timeout=10)
+    run_id = uuid.UUID(client.post(f"/calendars/{row_id}/sync").json()["flow_run_id"])
+    wait_for(run_id, lambda r: r.state_type is not None and r.state_type.value == "RUNNING")
+    pid = flow_run_pid(run_id)
+    wait_for_heartbeat(run_id)
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert client.get(f"/sync-runs/{run_id}").json()["status"] == "running"
+        run = wait_for(run_id, timeout_s=SILENCE_S + 45)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+    assert run.state is not None and run.state.is_crashed(), run.state
+    assert run.state.message == CRASHED
+    status = client.get(f"/sync-runs/{run_id}").json()
+    assert status["status"] == "failed" and status["error"] == CRASHED
+    calendar = client.get("/me/google-connection").json()[0]["calendars"][0]
+    assert calendar["run"]["status"] == "failed" and calendar["run"]["error"] == CRASHED
