@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.orchestrator import Orchestrator, RunInfo
 from core.db import session_scope
 from core.repositories.runs import OwnedRun, fill_missing_error, owned_run
+from core.run_starts import LatestRun, plan_start, restart_key
 from core.sync_state import SyncedModel, record_run_started
 
 
@@ -28,6 +29,10 @@ class StartRequest:
     deployment: str
     parameter: str
     tags: tuple[str, ...]
+    # Change notifications queue one follow-up behind a run that already began listing.
+    follow_up: bool = False
+    # The run that last took the row's sync lease (calendars only; see core/sync_lease.py).
+    lease_owner: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -42,19 +47,29 @@ def _store_run(model: SyncedModel, row_id: uuid.UUID, run_id: uuid.UUID) -> None
 
 
 async def start_sync(orchestrator: Orchestrator, request: StartRequest) -> Started:
+    latest: RunInfo | None = None
+    seen: LatestRun | None = None
     if request.latest_run_id is not None:
         latest = await orchestrator.read_run(request.latest_run_id)
-        if latest is not None and latest.status.is_active:
-            return Started(latest, already_running=True)
-    key = f"{request.row_id}:after:{request.latest_run_id}"
+        seen = LatestRun(
+            request.latest_run_id,
+            active=latest is not None and latest.status.is_active,
+            began_listing=request.lease_owner == request.latest_run_id,
+        )
+    plan = plan_start(request.row_id, seen, follow_up=request.follow_up)
+    if plan.join is not None and latest is not None:
+        return Started(latest, already_running=True)
+    key = str(plan.idempotency_key)
     parameters = {request.parameter: str(request.row_id)}
     run = await orchestrator.start_run(
         request.deployment, parameters, tags=request.tags, idempotency_key=key
     )
     if run.status.is_final:
-        # The key was used by an earlier start whose ID never reached the row; start afresh.
         run = await orchestrator.start_run(
-            request.deployment, parameters, tags=request.tags, idempotency_key=f"{key}:{run.id}"
+            request.deployment,
+            parameters,
+            tags=request.tags,
+            idempotency_key=restart_key(key, run.id),
         )
     await run_in_threadpool(_store_run, request.model, request.row_id, run.id)
     return Started(run, already_running=False)

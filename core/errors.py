@@ -7,6 +7,7 @@
     ├── TransientProviderError    5xx, timeouts, dropped connections (retryable)
     ├── CursorExpired             sync token / cursor no longer valid (410): full resync
     ├── NotFound                  the calendar or workspace is gone upstream
+    ├── SyncBusy                  another run still holds this row's sync lease (retryable)
     └── InvalidRequest            the provider rejected our request (a bug on our side)
 
 The flow decides retry vs fail from the type alone (`is_retryable`). `user_message` is what the
@@ -59,6 +60,11 @@ class CursorExpired(SyncError):
 
 class NotFound(SyncError):
     user_message = "This calendar no longer exists at the provider."
+
+
+class SyncBusy(SyncError):
+    user_message = "Another sync of this calendar is still running; this one will retry."
+    retryable = True
 
 
 class InvalidRequest(SyncError):

@@ -98,6 +98,10 @@ class ExternalCalendar(TimestampMixin, SyncStateMixin, Base):
     channel_token: Mapped[str | None] = mapped_column(String(128))
     channel_resource_id: Mapped[str | None] = mapped_column(String(255))
     channel_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The one sync allowed to read Google for this calendar right now (core/sync_lease.py); the
+    # owner stays after release, so it also names the run that last began listing.
+    sync_lease_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    sync_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     connection: Mapped[CalendarConnection] = relationship(back_populates="calendars")
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.runtime import flow_run
 from sqlalchemy import select
 
-from core.db import session_scope
+from core.db import session_factory, session_scope
 from core.errors import SyncFailed, user_message_for
 from core.models import CalendarConnection, ExternalCalendar
 from core.sync.calendar import CalendarSyncEngine, PassProgress
+from core.sync.progress import stored_event_count
+from core.sync_lease import SyncLease, release
 from flows.hooks import SyncHooks
-from flows.runs import add_run_tags, finish_run, retry_on_transient, start_run
+from flows.progress import ProgressReporter
+from flows.runs import add_run_tags, current_run_id, finish_run, retry_on_transient, start_run
 
 HOOKS = SyncHooks(ExternalCalendar, "external_calendar_id")
 
@@ -29,6 +34,12 @@ def _calendar_label(calendar_id: uuid.UUID) -> tuple[str, str] | None:
             .where(ExternalCalendar.id == calendar_id)
         ).one_or_none()
     return (row[0], row[1]) if row else None
+
+
+def _stored_events(calendar_id: uuid.UUID) -> int:
+    """What a full pass is measured against (see core/sync/progress.py)."""
+    with session_scope() as session:
+        return stored_event_count(session, calendar_id)
 
 
 def calendar_run_name() -> str:
@@ -45,12 +56,39 @@ def calendar_run_name() -> str:
 )
 def sync_calendar_events(external_calendar_id: uuid.UUID) -> dict[str, Any]:
     logger = get_run_logger()
+    # Whichever path started this run, only the lease holder reads Google for this calendar.
+    with SyncLease(external_calendar_id, current_run_id(), sessions=session_factory()) as lease:
+        logger.info("sync lease taken after %.1fs", lease.waited_s)
+        with ProgressReporter(
+            f"calendar-sync-progress-{external_calendar_id}",
+            "Calendar sync",
+            expected_items=_stored_events(external_calendar_id),
+        ) as reporter:
 
-    def log_page(progress: PassProgress) -> None:
-        kind = "full" if progress.full_pass else "incremental"
-        logger.info("%s pass: page %d done, %d items so far", kind, progress.pages, progress.items)
+            def log_page(progress: PassProgress) -> None:
+                lease.keep_alive()
+                reporter.page(progress.pages, progress.items, estimate=progress.full_pass)
+                kind = "full" if progress.full_pass else "incremental"
+                logger.info(
+                    "%s pass: page %d done, %d items so far", kind, progress.pages, progress.items
+                )
 
-    return CalendarSyncEngine().sync(external_calendar_id, on_page=log_page).as_dict()
+            counts = CalendarSyncEngine().sync(external_calendar_id, on_page=log_page).as_dict()
+            reporter.finish()
+    logger.info("sync lease released")
+    return counts
+
+
+def release_sync_lease(flow: Any, run: FlowRun, state: State) -> None:
+    """A crashed or cancelled run's process may be gone: free its lease now, not at expiry."""
+    raw_id = run.parameters.get("external_calendar_id")
+    if raw_id is None:
+        return
+    try:
+        with session_scope() as session:
+            release(session, uuid.UUID(str(raw_id)), run.id)
+    except Exception:
+        logging.getLogger(__name__).exception("could not release the lease of run %s", run.id)
 
 
 @flow(
@@ -58,8 +96,8 @@ def sync_calendar_events(external_calendar_id: uuid.UUID) -> dict[str, Any]:
     flow_run_name=calendar_run_name,
     description="Sync one Google calendar into the events table (IDs in, counts out).",
     on_failure=[HOOKS.on_failure],
-    on_crashed=[HOOKS.on_crashed],
-    on_cancellation=[HOOKS.on_cancellation],
+    on_crashed=[HOOKS.on_crashed, release_sync_lease],
+    on_cancellation=[HOOKS.on_cancellation, release_sync_lease],
     persist_result=False,
 )
 async def sync_calendar(external_calendar_id: uuid.UUID) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from core.db import session_factory, session_scope
 from core.models import TaskConnection
 from core.sync.linear import sync_task_connection
 from flows.hooks import SyncHooks
+from flows.progress import ProgressReporter
 from flows.runs import retry_on_transient
 from flows.sync_job import run_sync_job
 
@@ -44,11 +45,14 @@ def linear_run_name() -> str:
 )
 def sync_linear_issues(task_connection_id: uuid.UUID) -> dict[str, Any]:
     logger = get_run_logger()
+    with ProgressReporter(f"linear-sync-progress-{task_connection_id}", "Linear sync") as reporter:
 
-    def log_page(pages: int, items: int) -> None:
-        logger.info("page %d done, %d issues so far", pages, items)
+        def log_page(pages: int, items: int) -> None:
+            reporter.page(pages, items)
+            logger.info("page %d done, %d issues so far", pages, items)
 
-    counts = sync_task_connection(session_factory(), task_connection_id, on_page=log_page)
+        counts = sync_task_connection(session_factory(), task_connection_id, on_page=log_page)
+        reporter.finish()
     return counts.as_dict()
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -23,7 +24,9 @@ from core.providers.google_oauth import GOOGLE_REAUTH_MESSAGE, refresh_access_to
 from core.settings import Settings, get_settings
 from core.sync.event_rows import event_row
 from core.sync.prefetch import prefetched
+from core.sync.probe import ProbeResult
 from core.sync.upsert import existing_values, upsert_rows
+from core.sync_lease import lease_free
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ class CalendarSyncCounts:
 
 
 @dataclass(frozen=True)
-class _Target:
+class CalendarTarget:
     calendar_id: uuid.UUID
     external_id: str
     access_role: str
@@ -91,18 +94,11 @@ class CalendarSyncEngine:
     def sync(
         self, calendar_id: uuid.UUID, on_page: PageCallback | None = None
     ) -> CalendarSyncCounts:
-        target = self._load(calendar_id)
+        target = self.load(calendar_id)
         if target is None:
             logger.info("calendar %s is disabled or gone; nothing to sync", calendar_id)
             return CalendarSyncCounts()
-        access_token, expires_at = self._fresh_token(target)
-        client = GoogleCalendarClient(
-            self.settings,
-            access_token=access_token,
-            refresh_token=target.refresh_token,
-            expires_at=expires_at,
-        )
-        try:
+        with self.client(target) as client:
             if target.sync_token:
                 try:
                     return self._pass(target, client, full=False, on_page=on_page)
@@ -111,13 +107,70 @@ class CalendarSyncEngine:
                     counts = self._pass(target, client, full=True, on_page=on_page)
                     return CalendarSyncCounts(**{**counts.as_dict(), "resynced_after_expiry": True})
             return self._pass(target, client, full=True, on_page=on_page)
+
+    def probe(self, calendar_id: uuid.UUID) -> ProbeResult:
+        """Ask Google for the smallest page of changes since the cursor, without syncing.
+
+        No items and no next page means nothing changed: the cursor then moves exactly as an
+        incremental sync would move it, and `last_synced_at` is stamped, but only if no sync
+        took the lease or moved the cursor in the meantime (a sync's result always wins).
+        """
+        target = self.load(calendar_id)
+        if target is None:
+            return ProbeResult.SKIPPED
+        if not target.sync_token:
+            return ProbeResult.CHANGED
+        with self.client(target) as client:
+            pages = client.iter_event_pages(
+                target.external_id, sync_token=target.sync_token, page_size=1
+            )
+            try:
+                page = next(pages)
+            except CursorExpired:
+                return ProbeResult.CHANGED
+            finally:
+                pages.close()
+        if page.items or page.next_sync_token is None:
+            return ProbeResult.CHANGED
+        with self.sessions.begin() as session:
+            moved = session.execute(
+                update(ExternalCalendar)
+                .where(
+                    ExternalCalendar.id == calendar_id,
+                    ExternalCalendar.sync_token == target.sync_token,
+                    lease_free(),
+                )
+                .values(sync_token=page.next_sync_token, last_synced_at=utcnow())
+            ).rowcount  # type: ignore[attr-defined]
+        return ProbeResult.UNCHANGED if moved else ProbeResult.SKIPPED
+
+    @contextmanager
+    def client(self, target: CalendarTarget) -> Iterator[GoogleCalendarClient]:
+        """A Google client with a fresh token for the target's connection (for one thread).
+
+        A rejected refresh token marks the connection `needs_reauth`; a token the library
+        refreshed along the way is stored when the block ends.
+        """
+        access_token, expires_at = self._fresh_token(target)
+        client = GoogleCalendarClient(
+            self.settings,
+            access_token=access_token,
+            refresh_token=target.refresh_token,
+            expires_at=expires_at,
+        )
+        try:
+            yield client
         except NeedsReauth:
             self._mark_needs_reauth(target.connection_id)
             raise
         finally:
             self._store_refreshed_token(target, client)
 
-    def _load(self, calendar_id: uuid.UUID) -> _Target | None:
+    def load(self, calendar_id: uuid.UUID, *, enabled_only: bool = True) -> CalendarTarget | None:
+        """What syncing the calendar needs; None if it is gone (or disabled, by default).
+
+        Raises `NeedsReauth` when the user must reconnect the account first.
+        """
         with self.sessions() as session:
             row = session.execute(
                 select(ExternalCalendar, CalendarConnection, UserSettings.calendar_sync_from_months)
@@ -125,14 +178,14 @@ class CalendarSyncEngine:
                 .outerjoin(UserSettings, UserSettings.user_id == CalendarConnection.user_id)
                 .where(ExternalCalendar.id == calendar_id)
             ).one_or_none()
-        if row is None or not row[0].enabled:
+        if row is None or (enabled_only and not row[0].enabled):
             return None
         calendar, connection, months = row
         if connection.status == ConnectionStatus.NEEDS_REAUTH:
             raise NeedsReauth(
                 "connection needs re-authorization", user_message=GOOGLE_REAUTH_MESSAGE
             )
-        return _Target(
+        return CalendarTarget(
             calendar_id=calendar.id,
             external_id=calendar.external_id,
             access_role=calendar.access_role,
@@ -144,7 +197,7 @@ class CalendarSyncEngine:
             time_min=months_before(utcnow(), months or self.settings.calendar_sync_from_months),
         )
 
-    def _fresh_token(self, target: _Target) -> tuple[str, datetime | None]:
+    def _fresh_token(self, target: CalendarTarget) -> tuple[str, datetime | None]:
         expires_at = target.expires_at
         if target.access_token and expires_at and expires_at - utcnow() > TOKEN_REFRESH_MARGIN:
             return target.access_token, expires_at
@@ -158,7 +211,7 @@ class CalendarSyncEngine:
         )
         return grant.access_token, grant.expires_at
 
-    def _store_refreshed_token(self, target: _Target, client: GoogleCalendarClient) -> None:
+    def _store_refreshed_token(self, target: CalendarTarget, client: GoogleCalendarClient) -> None:
         current = client.access_token
         if current.refreshed:
             self._save_token(target.connection_id, current.token, current.expires_at, None)
@@ -193,7 +246,7 @@ class CalendarSyncEngine:
 
     def _pass(
         self,
-        target: _Target,
+        target: CalendarTarget,
         client: GoogleCalendarClient,
         *,
         full: bool,
@@ -259,7 +312,7 @@ class CalendarSyncEngine:
 
     @staticmethod
     def _apply_page(
-        session: Session, target: _Target, page: EventPage
+        session: Session, target: CalendarTarget, page: EventPage
     ) -> tuple[int, int, int, int]:
         now = utcnow()
         live = [item for item in page.items if item.get("status") != "cancelled"]

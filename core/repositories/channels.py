@@ -1,0 +1,50 @@
+"""Push channels as the webhook and the renewal flow see them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar
+
+
+def calendar_by_channel(session: Session, channel_id: str) -> ExternalCalendar | None:
+    """The calendar whose current channel is `channel_id` (with its connection), if any."""
+    return session.scalars(
+        select(ExternalCalendar)
+        .where(ExternalCalendar.channel_id == channel_id)
+        .options(selectinload(ExternalCalendar.connection))
+    ).one_or_none()
+
+
+def channels_due(session: Session, renew_before: datetime) -> list[uuid.UUID]:
+    """Enabled calendars of usable connections whose channel is missing or expires (or, while
+    unconfirmed, must be confirmed) before `renew_before`."""
+    return list(
+        session.scalars(
+            select(ExternalCalendar.id)
+            .join(CalendarConnection)
+            .where(
+                ExternalCalendar.enabled.is_(True),
+                CalendarConnection.status == ConnectionStatus.ACTIVE,
+                or_(
+                    ExternalCalendar.channel_id.is_(None),
+                    ExternalCalendar.channel_expires_at < renew_before,
+                ),
+            )
+            .order_by(ExternalCalendar.id)
+        )
+    )
+
+
+def channels_of_disabled_calendars(session: Session) -> list[uuid.UUID]:
+    return list(
+        session.scalars(
+            select(ExternalCalendar.id).where(
+                ExternalCalendar.enabled.is_(False), ExternalCalendar.channel_id.is_not(None)
+            )
+        )
+    )

@@ -1,0 +1,133 @@
+"""Google's notifications reach `POST /webhooks/google-calendar` from the emulator, over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import select
+
+from core.db import session_scope
+from core.models import Event
+from core.push_channels import close_channel
+from core.sync_lease import release, try_acquire
+from tests.support.google import GoogleEmulator
+from tests.support.prefect_runs import lease_periods, runs_tagged, wait_all_final, wait_for
+from tests.support.push import SeededCalendar
+
+pytestmark = pytest.mark.integration
+
+
+def live_channel(google: GoogleEmulator, calendar: SeededCalendar) -> dict:  # type: ignore[type-arg]
+    channel_id = calendar.row().channel_id
+    return next(c for c in google.channels() if c["id"] == channel_id)
+
+
+def wait_for_latest_run(calendar: SeededCalendar, timeout_s: float = 30) -> uuid.UUID:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run_id = calendar.row().latest_sync_flow_run_id
+        if run_id is not None:
+            return run_id
+        time.sleep(0.1)
+    raise TimeoutError("no run was recorded on the calendar")
+
+
+def test_handshake_is_answered_without_starting_a_run(watched, google) -> None:
+    channel = live_channel(google, watched)
+
+    assert google.notify(channel["id"], "sync") == [200]
+
+    # The emulator also sent its own confirmation right after `events.watch`: both answered 2xx.
+    assert live_channel(google, watched)["failed"] == 0
+    assert watched.row().latest_sync_flow_run_id is None
+    assert runs_tagged(watched.tag) == []
+
+
+def test_forged_or_stale_notifications_get_404_and_start_nothing(watched, google, caplog) -> None:
+    channel = live_channel(google, watched)
+    caplog.set_level(logging.WARNING, logger="api.routes.webhooks")
+    forgeries = [
+        {"X-Goog-Channel-Token": "not-the-secret"},
+        {"X-Goog-Channel-Token": None},
+        {"X-Goog-Channel-ID": str(uuid.uuid4())},
+        {"X-Goog-Channel-ID": None},
+        {"X-Goog-Resource-ID": "another-resource"},
+        {"X-Goog-Resource-ID": None},
+    ]
+
+    statuses = [google.notify(channel["id"], headers=forged)[0] for forged in forgeries]
+    assert close_channel(watched.row_id)
+    statuses += google.notify(channel["id"])
+
+    assert statuses == [404] * (len(forgeries) + 1)
+    assert watched.row().latest_sync_flow_run_id is None
+    assert runs_tagged(watched.tag) == []
+    assert "rejected a Google notification" in caplog.text
+    assert channel["token"] not in caplog.text
+
+
+def test_a_change_in_google_is_in_our_database_after_the_notified_run(watched, google) -> None:
+    # A control-API edit stands for a user editing in Google: the emulator notifies the channel.
+    event = google.create_event(
+        watched.calendar["id"],
+        {"summary": "Pushed", "start": {"date": "2030-01-01"}, "end": {"date": "2030-01-02"}},
+    )
+
+    run = wait_for(wait_for_latest_run(watched))
+
+    assert run.state is not None and run.state.is_completed(), run.state
+    assert watched.tag in run.tags
+    with session_scope() as session:
+        ids = set(
+            session.scalars(
+                select(Event.external_id).where(Event.external_calendar_id == watched.row_id)
+            )
+        )
+    assert event["id"] in ids and len(ids) == 6
+
+
+def test_a_burst_while_the_run_waits_starts_one_run(watched, google) -> None:
+    channel = live_channel(google, watched)
+    # Another sync "holds" the calendar, so the started run stays queued behind it.
+    holder = uuid.uuid4()
+    with session_scope() as session:
+        assert try_acquire(session, watched.row_id, holder)
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = [
+            s
+            for batch in pool.map(lambda _: google.notify(channel["id"], times=25), range(4))
+            for s in batch
+        ]
+    with session_scope() as session:
+        release(session, watched.row_id, holder)
+
+    assert statuses == [200] * 100
+    runs = wait_all_final(watched.tag)
+    assert len(runs) == 1 and runs[0].state.is_completed()  # type: ignore[union-attr]
+    assert watched.row().latest_sync_flow_run_id == runs[0].id
+
+
+def test_notifications_during_a_listing_queue_exactly_one_follow_up(watched, google) -> None:
+    channel = live_channel(google, watched)
+    google.fault(endpoint="events.list", delay_s=3, count=1)
+    google.notify(channel["id"])
+    first = wait_for_latest_run(watched)
+    deadline = time.monotonic() + 30
+    while watched.row().sync_lease_owner != first:
+        assert time.monotonic() < deadline, "the first run never took the lease"
+        time.sleep(0.05)
+
+    statuses = google.notify(channel["id"], times=30)
+
+    assert statuses == [200] * 30
+    runs = wait_all_final(watched.tag)
+    assert len(runs) == 2 and all(r.state.is_completed() for r in runs)  # type: ignore[union-attr]
+    follow_up = next(r.id for r in runs if r.id != first)
+    assert watched.row().latest_sync_flow_run_id == follow_up
+    periods = lease_periods([first, follow_up])
+    assert periods[follow_up][0] >= periods[first][1]
