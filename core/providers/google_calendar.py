@@ -213,6 +213,9 @@ class GoogleCalendarClient:
         page_token: str | None = None
         while True:
             response = self._execute(self._service.events().list(pageToken=page_token, **params))
+            if response.get("kind") != "calendar#events" or "items" not in response:
+                # Never read a malformed page as "no events": a full pass would sweep them all.
+                raise TransientProviderError("Google answered events.list without an events page")
             page_token = response.get("nextPageToken")
             yield EventPage(
                 items=response.get("items", []),

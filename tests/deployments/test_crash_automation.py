@@ -67,14 +67,16 @@ def wait_for_heartbeat(run_id: uuid.UUID, timeout_s: float = 30) -> None:
 
 
 def test_a_frozen_run_is_marked_crashed_and_the_api_reports_it_failed(
-    crash_automation, api_url, google
+    crash_automation, api_url, google, database
 ) -> None:
+    if not database.startswith("postgresql"):
+        pytest.skip("90 s of waiting for a missed heartbeat: once, on the production database")
     user = f"user-{uuid.uuid4().hex[:8]}"
     account = google.account()
     cal = google.calendar(account["email"], "Frozen")
     google.bulk(cal["id"], 20)
     row_id = seed_calendar(account, cal, user_id=user)
-    google.fault(endpoint="events.list", status=200, delay_s=90, count=1)
+    google.fault(endpoint="events.list", delay_s=90, count=1)
     client = httpx.Client(base_url=api_url, headers=bearer(user), timeout=10)
     run_id = uuid.UUID(client.post(f"/calendars/{row_id}/sync").json()["flow_run_id"])
     wait_for(run_id, lambda r: r.state_type is not None and r.state_type.value == "RUNNING")

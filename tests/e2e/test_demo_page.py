@@ -58,7 +58,7 @@ def test_sync_now_shows_syncing_then_synced_with_the_time(api_url, google, page)
         "No Linear workspace connected."
     )
     # Slow the first listing so "Syncing…" is on screen for a while, as with a large calendar.
-    google.fault(endpoint="events.list", status=200, delay_s=2, count=1)
+    google.fault(endpoint="events.list", delay_s=2, count=1)
 
     page.evaluate("document.querySelector('#sync-now').click()")
 

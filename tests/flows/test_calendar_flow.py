@@ -101,8 +101,16 @@ def test_revoked_access_fails_the_run_with_the_safe_message(synced_calendar, goo
     assert run.state is not None and run.state.is_failed()
     assert GOOGLE_REAUTH_MESSAGE in (run.state.message or "")
     assert "Traceback" not in (run.state.message or "")
-    assert calendar_row(row_id).last_sync_error_message == GOOGLE_REAUTH_MESSAGE
+    assert hook_message(row_id) == GOOGLE_REAUTH_MESSAGE
     assert calendar_row(row_id).latest_sync_flow_run_id == run.id
+
+
+def hook_message(row_id: uuid.UUID, timeout_s: float = 15) -> str | None:
+    """The row's error message once a hook wrote it (hooks run just after the final state)."""
+    deadline = time.monotonic() + timeout_s
+    while calendar_row(row_id).last_sync_error_message is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return calendar_row(row_id).last_sync_error_message
 
 
 def _wait_running_pid(run_id: uuid.UUID) -> int:
@@ -112,7 +120,7 @@ def _wait_running_pid(run_id: uuid.UUID) -> int:
 
 def test_killed_flow_process_runs_the_crash_hook(synced_calendar, google) -> None:
     _, _, row_id = synced_calendar
-    google.fault(endpoint="events.list", status=200, delay_s=30, count=1)
+    google.fault(endpoint="events.list", delay_s=30, count=1)
     run_id = start_calendar_sync(row_id)
     pid = _wait_running_pid(run_id)
     time.sleep(1.0)
@@ -120,15 +128,12 @@ def test_killed_flow_process_runs_the_crash_hook(synced_calendar, google) -> Non
 
     run = wait_for(run_id)
     assert run.state is not None and run.state.is_crashed()
-    deadline = time.monotonic() + 15
-    while calendar_row(row_id).last_sync_error_message is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert calendar_row(row_id).last_sync_error_message == CRASHED
+    assert hook_message(row_id) == CRASHED
 
 
 def test_cancelled_run_runs_the_cancellation_hook(synced_calendar, google) -> None:
     _, _, row_id = synced_calendar
-    google.fault(endpoint="events.list", status=200, delay_s=30, count=1)
+    google.fault(endpoint="events.list", delay_s=30, count=1)
     run_id = start_calendar_sync(row_id)
     _wait_running_pid(run_id)
     with get_client(sync_client=True) as client:
@@ -136,7 +141,4 @@ def test_cancelled_run_runs_the_cancellation_hook(synced_calendar, google) -> No
 
     run = wait_for(run_id)
     assert run.state is not None and run.state.is_cancelled()
-    deadline = time.monotonic() + 15
-    while calendar_row(row_id).last_sync_error_message is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert calendar_row(row_id).last_sync_error_message == CANCELLED
+    assert hook_message(row_id) == CANCELLED
