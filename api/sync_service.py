@@ -7,6 +7,7 @@ one run through Prefect's idempotency key (keyed by the run they both saw as lat
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -75,9 +76,29 @@ async def start_sync(orchestrator: Orchestrator, request: StartRequest) -> Start
     return Started(run, already_running=False)
 
 
+OWNERSHIP_TTL_S = 5.0
+OWNERSHIP_CACHE_SIZE = 100_000
+_ownership: dict[tuple[str, uuid.UUID], tuple[float, OwnedRun]] = {}
+
+
 def _owned(user_id: str, run_id: uuid.UUID) -> OwnedRun | None:
     with session_scope() as session:
         return owned_run(session, user_id, run_id)
+
+
+async def _cached_owned(user_id: str, run_id: uuid.UUID) -> OwnedRun | None:
+    """Ownership of a run, remembered briefly: pollers ask the same question several times a
+    second. Only positive answers are kept, so a run recorded a moment ago is never 404 here."""
+    now = time.monotonic()
+    hit = _ownership.get((user_id, run_id))
+    if hit is not None and now - hit[0] < OWNERSHIP_TTL_S:
+        return hit[1]
+    owned = await run_in_threadpool(_owned, user_id, run_id)
+    if owned is not None:
+        if len(_ownership) >= OWNERSHIP_CACHE_SIZE:
+            _ownership.clear()
+        _ownership[(user_id, run_id)] = (now, owned)
+    return owned
 
 
 def _fill(owned: OwnedRun, run_id: uuid.UUID, message: str) -> None:
@@ -94,7 +115,7 @@ def with_row_error(info: RunInfo, row_error: str | None) -> RunInfo:
 
 async def run_status(orchestrator: Orchestrator, user_id: str, run_id: uuid.UUID) -> RunInfo | None:
     """The run's status if it is recorded on one of the user's rows; None means 404."""
-    owned = await run_in_threadpool(_owned, user_id, run_id)
+    owned = await _cached_owned(user_id, run_id)
     if owned is None:
         return None
     info = await orchestrator.read_run(run_id)

@@ -68,17 +68,24 @@ async def _poll(
 
 
 async def _load(api_url: str, token: str, run_ids: list[str], seconds: float) -> dict[str, Any]:
+    """One client (one connection) per poller: httpx's shared pool serialises at this size."""
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=len(run_ids), max_keepalive_connections=len(run_ids))
-    async with httpx.AsyncClient(
-        base_url=api_url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30
-    ) as client:
-        for run_id in run_ids[:5]:  # warm connections and caches
+    headers = {"Authorization": f"Bearer {token}"}
+    clients = [httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) for _ in run_ids]
+    try:
+        for client, run_id in zip(clients, run_ids, strict=True):  # warm connections and caches
             await client.get(f"/sync-runs/{run_id}")
         started = time.perf_counter()
         until = started + seconds
-        errors = sum(await asyncio.gather(*(_poll(client, r, until, latencies) for r in run_ids)))
+        errors = sum(
+            await asyncio.gather(
+                *(_poll(c, r, until, latencies) for c, r in zip(clients, run_ids, strict=True))
+            )
+        )
         elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.aclose()
     return {
         "status_rps": round(len(latencies) / elapsed),
         "status_p50_ms_under_load": round(percentile(latencies, 0.5), 2),

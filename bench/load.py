@@ -71,15 +71,21 @@ async def _drive(
     latest: dict[str, str] = {}
     latencies: list[float] = []
     stats: dict[str, Any] = {"starts": 0, "errors": []}
-    limits = httpx.Limits(max_connections=pollers + starters)
-    async with httpx.AsyncClient(
-        base_url=api_url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30
-    ) as client:
+    headers = {"Authorization": f"Bearer {token}"}
+    # One client (one connection) per simulated user: httpx's shared pool serialises at this size.
+    clients = [
+        httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30)
+        for _ in range(pollers + starters)
+    ]
+    try:
         until = time.perf_counter() + seconds
         await asyncio.gather(
-            *(_starter(client, calendars, until, latest, stats) for _ in range(starters)),
-            *(_poller(client, latest, until, latencies, stats) for _ in range(pollers)),
+            *(_starter(c, calendars, until, latest, stats) for c in clients[:starters]),
+            *(_poller(c, latest, until, latencies, stats) for c in clients[starters:]),
         )
+    finally:
+        for client in clients:
+            await client.aclose()
     return {
         "status_requests": len(latencies),
         "status_rps": round(len(latencies) / seconds),
