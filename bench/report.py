@@ -54,6 +54,11 @@ BENCHMARKS: dict[str, list[Figure]] = {
         Figure("status_rps", None, "≥ 500 req/s", "status, 100 pollers, req/s"),
         Figure("status_p99_ms", None, "reported", "status p99 under 100 pollers, ms"),
     ],
+    "events_query": [
+        Figure(
+            "month_view_p50_ms", "sql_p50_ms", "<= 50 ms", "month view, 10,000 events, ms (vs SQL)"
+        ),
+    ],
     "flow_latency": [
         Figure(
             "sync_p50_s",
