@@ -155,9 +155,21 @@ def render(results: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def previous_results() -> dict[str, dict[str, object]]:
+    """The raw results of the last report, so `python -m bench.report NAME` refreshes one."""
+    if not REPORT.exists():
+        return {}
+    text = REPORT.read_text()
+    try:
+        block = text.split("```json", 1)[1].split("```", 1)[0]
+        return dict(json.loads(block))
+    except (IndexError, ValueError):
+        return {}
+
+
 def main() -> None:
     only = sys.argv[1:] or list(BENCHMARKS)
-    results = {}
+    results = previous_results() if sys.argv[1:] else {}
     for name in only:
         print(f"[bench] {name} ...", flush=True)
         results[name] = run_one(name)
