@@ -24,7 +24,7 @@ from api.orchestrator import Orchestrator, OrchestratorUnavailable, RunInfo
 from api.routes.calendars import calendar_start_request
 from api.routes.linear import linear_start_request
 from api.schemas import CalendarOut, GoogleConnectionOut, LinearConnectionOut, RunStatusOut
-from api.sync_service import StartRequest, start_sync
+from api.sync_service import StartRequest, forget_ownership, start_sync
 from core.accounts import (
     LinearAccount,
     delete_google_connection,
@@ -447,5 +447,6 @@ async def disconnect(
     for calendar_id in target.calendar_ids:
         await run_in_threadpool(close_channel, calendar_id)
     await run_in_threadpool(_delete, target.provider, connection_id)
+    forget_ownership(user_id)
     logger.info("user %s disconnected %s connection %s", user_id, target.provider, connection_id)
     return target

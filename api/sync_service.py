@@ -86,6 +86,12 @@ def _owned(user_id: str, run_id: uuid.UUID) -> OwnedRun | None:
         return owned_run(session, user_id, run_id)
 
 
+def forget_ownership(user_id: str) -> None:
+    """Drop what this process remembers of the user's runs (after a disconnect)."""
+    for key in [key for key in _ownership if key[0] == user_id]:
+        _ownership.pop(key, None)
+
+
 async def _cached_owned(user_id: str, run_id: uuid.UUID) -> OwnedRun | None:
     """Ownership of a run, remembered briefly: pollers ask the same question several times a
     second. Only positive answers are kept, so a run recorded a moment ago is never 404 here."""

@@ -7,20 +7,19 @@ import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.runtime import flow_run
 from sqlalchemy import select
 
 from core.db import session_factory, session_scope
-from core.errors import SyncFailed, user_message_for
 from core.models import CalendarConnection, ExternalCalendar
 from core.sync.calendar import CalendarSyncEngine, PassProgress
 from core.sync.progress import stored_event_count
 from core.sync_lease import SyncLease, release
 from flows.hooks import SyncHooks
 from flows.progress import ProgressReporter
-from flows.runs import add_run_tags, current_run_id, finish_run, retry_on_transient, start_run
+from flows.runs import current_run_id, retry_on_transient, safe_failures
+from flows.sync_job import run_sync_job
 
 HOOKS = SyncHooks(ExternalCalendar, "external_calendar_id")
 
@@ -73,7 +72,9 @@ def sync_calendar_events(external_calendar_id: uuid.UUID) -> dict[str, Any]:
                     "%s pass: page %d done, %d items so far", kind, progress.pages, progress.items
                 )
 
-            counts = CalendarSyncEngine().sync(external_calendar_id, on_page=log_page).as_dict()
+            with safe_failures():
+                engine = CalendarSyncEngine()
+                counts = engine.sync(external_calendar_id, on_page=log_page).as_dict()
             reporter.finish()
     logger.info("sync lease released")
     return counts
@@ -101,21 +102,11 @@ def release_sync_lease(flow: Any, run: FlowRun, state: State) -> None:
     persist_result=False,
 )
 async def sync_calendar(external_calendar_id: uuid.UUID) -> dict[str, Any]:
-    logger = get_run_logger()
-    run_id = start_run(ExternalCalendar, external_calendar_id)
-    label = _calendar_label(external_calendar_id)
-    if label is not None:
-        await add_run_tags(["provider:google", f"user:{label[1]}"])
-    try:
-        counts = sync_calendar_events(external_calendar_id)
-    except Exception as exc:
-        logger.error("calendar sync failed: %s: %s", type(exc).__name__, exc)
-        raise SyncFailed(user_message_for(exc)) from None
-    finish_run(ExternalCalendar, external_calendar_id, run_id)
-    await acreate_table_artifact(
-        key=f"calendar-sync-{external_calendar_id}",
-        table=[counts],
-        description=f"Counts of the latest sync of calendar {label[0] if label else ''}",
+    return await run_sync_job(
+        ExternalCalendar,
+        external_calendar_id,
+        provider="google",
+        label=_calendar_label(external_calendar_id),
+        kind="calendar",
+        work=lambda: sync_calendar_events(external_calendar_id),
     )
-    logger.info("calendar sync done: %s", counts)
-    return counts

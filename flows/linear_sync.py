@@ -14,7 +14,7 @@ from core.models import TaskConnection
 from core.sync.linear import sync_task_connection
 from flows.hooks import SyncHooks
 from flows.progress import ProgressReporter
-from flows.runs import retry_on_transient
+from flows.runs import retry_on_transient, safe_failures
 from flows.sync_job import run_sync_job
 
 HOOKS = SyncHooks(TaskConnection, "task_connection_id")
@@ -51,7 +51,8 @@ def sync_linear_issues(task_connection_id: uuid.UUID) -> dict[str, Any]:
             reporter.page(pages, items)
             logger.info("page %d done, %d issues so far", pages, items)
 
-        counts = sync_task_connection(session_factory(), task_connection_id, on_page=log_page)
+        with safe_failures():
+            counts = sync_task_connection(session_factory(), task_connection_id, on_page=log_page)
         reporter.finish()
     return counts.as_dict()
 

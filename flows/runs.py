@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import get_client
@@ -11,8 +13,21 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from core.db import session_scope
-from core.errors import SyncFailed, is_retryable
+from core.errors import SyncError, SyncFailed, is_retryable
+from core.failures import as_sync_error
 from core.sync_state import SyncedModel, record_run_started, record_run_succeeded
+
+
+@contextmanager
+def safe_failures() -> Iterator[None]:
+    """Whatever a sync raises leaves the task as one of our errors: retried or not by its type,
+    and no foreign exception's text (which may carry a credential) reaches Prefect's logs."""
+    try:
+        yield
+    except SyncError:
+        raise
+    except Exception as exc:
+        raise as_sync_error(exc) from None
 
 
 def current_run_id() -> uuid.UUID:
