@@ -42,10 +42,10 @@ def _seed(month_start: datetime) -> str:
         for index, calendar in enumerate(calendars):
             rows = []
             for n in range(50_000 // 3):
-                # A third of each calendar's events fall in the viewed month, the rest around it.
+                # A fifth of the events (10,000 of 50,000) fall in the viewed month, the rest after it.
                 offset = (
                     timedelta(minutes=(n * 7) % (30 * 24 * 60))
-                    if n % 5 < 3
+                    if n % 5 == 0
                     else timedelta(days=40 + n % 300)
                 )
                 start = month_start + offset
