@@ -42,7 +42,7 @@ def _seed(month_start: datetime) -> str:
         for index, calendar in enumerate(calendars):
             rows = []
             for n in range(50_000 // 3):
-                # A fifth of the events (10,000 of 50,000) fall in the viewed month, the rest after it.
+                # A fifth of the events (10,000 of 50,000) fall in the viewed month.
                 offset = (
                     timedelta(minutes=(n * 7) % (30 * 24 * 60))
                     if n % 5 == 0
