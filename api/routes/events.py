@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import ORJSONResponse, Response
 
 from api.deps import CurrentUser, SessionDep
 from api.schemas import ErrorBody, EventPage
-from core.repositories.events import events_in_range
+from core.repositories.events import events_in_range, events_json_in_range
 
 router = APIRouter(tags=["events"])
 
 MAX_RANGE_DAYS = 400
+JSON = "application/json"
 
 
 def encode_cursor(start_at: datetime, event_id: int) -> str:
@@ -39,7 +41,7 @@ def my_events(
     end: Annotated[datetime, Query(description="Range end, exclusive.")],
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     cursor: Annotated[str | None, Query()] = None,
-) -> ORJSONResponse:
+) -> Response:
     if start.tzinfo is None or end.tzinfo is None:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "start and end need a time zone offset"
@@ -51,6 +53,13 @@ def my_events(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"the range is limited to {MAX_RANGE_DAYS} days"
         )
     after = decode_cursor(cursor) if cursor else None
+    if session.get_bind().dialect.name == "postgresql":
+        # Postgres renders the page as JSON itself: a month of 10,000 events stays one value.
+        body, next_key = events_json_in_range(
+            session, user.id, start, end, limit=limit, after=after
+        )
+        next_cursor = json.dumps(encode_cursor(*next_key) if next_key else None)
+        return Response(f'{{"items":{body},"next_cursor":{next_cursor}}}', media_type=JSON)
     rows = events_in_range(session, user.id, start, end, limit=limit + 1, after=after)
     next_cursor = (
         encode_cursor(rows[limit - 1]["start_at"], rows[limit - 1]["id"])
