@@ -54,7 +54,7 @@ async def my_google_connections(
             )
             if info is not None:
                 info = with_row_error(info, calendar.last_sync_error_message)
-                item.run = RunStatusOut(flow_run_id=info.id, **_run_fields(info))
+                item.run = RunStatusOut.from_info(info)
             calendars.append(item)
         out.append(
             GoogleConnectionOut(
@@ -65,15 +65,6 @@ async def my_google_connections(
             )
         )
     return out
-
-
-def _run_fields(info) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "status": info.status,
-        "error": info.error,
-        "started_at": info.started_at,
-        "ended_at": info.ended_at,
-    }
 
 
 def calendar_start_request(calendar: ExternalCalendar) -> StartRequest:
