@@ -97,11 +97,13 @@ class SyncAllStarted(BaseModel):
 
 
 class EventOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """An event as calendar views receive it: identified by its calendar and its Google ID.
 
-    id: int
-    calendar_id: uuid.UUID = Field(validation_alias="external_calendar_id")
-    external_id: str
+    Served from the JSON stored with each event (core/event_view.py); a test keeps the two equal.
+    """
+
+    calendar_id: uuid.UUID
+    external_id: str = Field(description="Google's event ID, unique within the calendar.")
     title: str
     description: str | None
     location: str | None

@@ -102,6 +102,9 @@ class ExternalCalendar(TimestampMixin, SyncStateMixin, Base):
     # owner stays after release, so it also names the run that last began listing.
     sync_lease_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     sync_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The longest event ever stored for this calendar, in seconds (it only grows): an event
+    # overlapping [start, end) starts after start - this, which bounds range scans from below.
+    max_event_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     connection: Mapped[CalendarConnection] = relationship(back_populates="calendars")
 
@@ -110,7 +113,8 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("external_calendar_id", "external_id"),
-        Index("ix_events_calendar_range", "external_calendar_id", "start_at", "end_at"),
+        # Each calendar's events in view order, so a user's calendars merge without a sort.
+        Index("ix_events_calendar_start", "external_calendar_id", "start_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -139,6 +143,8 @@ class Event(Base):
     etag: Mapped[str | None] = mapped_column(String(64))
     # Written on every upsert; a full pass deletes rows it did not touch (mark and sweep).
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The event as the API serves it (core/event_view.py), written with the row.
+    view_json: Mapped[str] = mapped_column(Text)
 
 
 class UserSettings(Base):

@@ -45,9 +45,21 @@ def run_migrations_online() -> None:
         return
     engine = make_engine(_url())
     with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a SQLite table by dropping it: with foreign keys on, dropping
+            # `external_calendars` would cascade-delete every event. SQLite only honours this
+            # pragma outside a transaction, so it goes straight to the driver.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         _configure(conn)
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            broken = conn.connection.driver_connection.execute(
+                "PRAGMA foreign_key_check"
+            ).fetchall()  # type: ignore[union-attr]
+            if broken:
+                raise RuntimeError(f"migrations left rows with dangling foreign keys: {broken[:5]}")
     engine.dispose()
 
 

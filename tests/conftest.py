@@ -17,13 +17,11 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.support.auth import JWT_SECRET
+from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.processes import free_port, python, start, stop, wait_for_http
 
 TMP = Path(tempfile.mkdtemp(prefix="calsync-tests-"))
 PREFECT_PORT = free_port()
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CALSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,7 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
         }
     )
 
-    prefect_db = _create_postgres_database("calsync_prefect")
+    prefect_db = create_postgres_database("calsync_prefect")
     if prefect_db is not None:
         # SQLite behind the Prefect server answers "database is locked" under concurrent writes.
         os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_db.replace(
@@ -67,35 +65,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     prefect_db = getattr(config, "_calsync_prefect_db", None)
     if prefect_db is not None:
-        _drop_postgres_database(prefect_db)
+        drop_postgres_database(prefect_db)
     shutil.rmtree(TMP, ignore_errors=True)
-
-
-def _create_postgres_database(prefix: str) -> str | None:
-    """A fresh database on the machine's Postgres, or None where it is unreachable (not in CI)."""
-    import sqlalchemy as sa
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            raise RuntimeError(f"CI needs PostgreSQL and it is unreachable: {exc}") from exc
-        return None
-    finally:
-        admin.dispose()
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _drop_postgres_database(url: str) -> None:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def reset_caches() -> None:
@@ -128,14 +99,14 @@ def emulator_url() -> Iterator[str]:
 
 
 def _postgres_database() -> Iterator[str]:
-    url = _create_postgres_database("calsync_test")
+    url = create_postgres_database("calsync_test")
     if url is None:
         pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable: skipping the Postgres tests")
     try:
         yield url
     finally:
         reset_caches()
-        _drop_postgres_database(url)
+        drop_postgres_database(url)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -245,7 +216,7 @@ def throwaway_postgres() -> Iterator[Callable[[str], str]]:
     created: list[str] = []
 
     def make(prefix: str) -> str:
-        url = _create_postgres_database(prefix)
+        url = create_postgres_database(prefix)
         if url is None:
             pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable: skipping the Postgres tests")
         created.append(url)
@@ -253,4 +224,4 @@ def throwaway_postgres() -> Iterator[Callable[[str], str]]:
 
     yield make
     for url in created:
-        _drop_postgres_database(url)
+        drop_postgres_database(url)

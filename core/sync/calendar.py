@@ -21,17 +21,17 @@ from core.errors import CursorExpired, NeedsReauth
 from core.models import CalendarConnection, ConnectionStatus, Event, ExternalCalendar, UserSettings
 from core.providers.google_calendar import EventPage, GoogleCalendarClient
 from core.providers.google_oauth import GOOGLE_REAUTH_MESSAGE, refresh_access_token
+from core.repositories.events import upsert_events
 from core.settings import Settings, get_settings
 from core.sync.event_rows import event_row
 from core.sync.prefetch import prefetched
 from core.sync.probe import ProbeResult
-from core.sync.upsert import existing_values, upsert_rows
+from core.sync.upsert import existing_values
 from core.sync_lease import lease_free
 
 logger = logging.getLogger(__name__)
 
 TOKEN_REFRESH_MARGIN = timedelta(seconds=60)
-EVENT_KEY = ("external_calendar_id", "external_id")
 
 PageCallback = Callable[["PassProgress"], None]
 
@@ -334,7 +334,7 @@ class CalendarSyncEngine:
             Event.external_calendar_id == target.calendar_id,
             [row["external_id"] for row in rows],
         )
-        upsert_rows(session, Event.__table__, rows, EVENT_KEY)  # type: ignore[arg-type]
+        upsert_events(session, target.calendar_id, rows)
         deleted = 0
         if cancelled:
             # A cancelled recurring master takes its expanded instances with it.

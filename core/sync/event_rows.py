@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from core.event_view import render_view
+
 EDITOR_ROLES = {"owner", "writer"}
 
 
@@ -37,7 +39,7 @@ def event_row(
     organizer = item.get("organizer") or {}
     original = item.get("originalStartTime")
     is_organizer = bool(organizer.get("self")) or organizer.get("email") == calendar_external_id
-    return {
+    row = {
         "external_calendar_id": calendar_id,
         "external_id": item["id"],
         "title": item.get("summary", ""),
@@ -61,3 +63,5 @@ def event_row(
         "etag": item.get("etag"),
         "synced_at": synced_at,
     }
+    row["view_json"] = render_view(row)
+    return row
