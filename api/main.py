@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -93,4 +94,7 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(demo_page_router)
     app.include_router(live_router)
+    # Everything imported so far (Prefect, SQLAlchemy, pydantic: ~10^6 objects) lives as long as
+    # the process: keep it out of the collector's full passes, which big pages trigger.
+    gc.freeze()
     return app

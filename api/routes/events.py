@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from datetime import datetime
+from operator import itemgetter
 from typing import Annotated
 
 import orjson
@@ -77,6 +78,6 @@ def my_events(
         next_cursor = encode_cursor(last_start, last_id)
     # Every item is the event's stored view JSON (core/event_view.py): the page is a join of
     # strings, not thousands of objects serialized per request.
-    items = ",".join(view for _, view in page)
-    body = f'{{"items":[{items}],"next_cursor":{json.dumps(next_cursor)}}}'
-    return Response(body, media_type="application/json")
+    items = ",".join(map(itemgetter(1), page))
+    body = "".join(('{"items":[', items, '],"next_cursor":', json.dumps(next_cursor), "}"))
+    return Response(body.encode(), media_type="application/json")
