@@ -57,8 +57,12 @@ BENCHMARKS: dict[str, list[Figure]] = {
     ],
     "events_query": [
         Figure(
-            "month_view_p50_ms", "sql_p50_ms", "<= 50 ms", "month view, 10,000 events, ms (vs SQL)"
+            "month_view_p50_ms",
+            "baseline_p50_ms",
+            "<= 50 ms",
+            "month view, 10,000 events over HTTP, ms (vs ORM + pydantic, in process)",
         ),
+        Figure("page_p50_ms", None, "reported", "default page (1,000 events), ms"),
     ],
     "flow_latency": [
         Figure(

@@ -36,7 +36,8 @@ def test_watch_confirms_with_sync_then_reports_changes(
         json={"summary": "x", "start": {"date": "2030-01-01"}, "end": {"date": "2030-01-02"}},
     )
 
-    sync, exists = receiver.wait_for(2)
+    # Google numbers a channel's messages but does not promise their arrival order.
+    sync, exists = sorted(receiver.wait_for(2), key=lambda h: int(h["x-goog-message-number"]))
     assert sync["x-goog-resource-state"] == "sync" and sync["x-goog-message-number"] == "1"
     assert exists["x-goog-resource-state"] == "exists" and exists["x-goog-message-number"] == "2"
     assert exists["x-goog-channel-id"] == "chan-1"
