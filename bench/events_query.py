@@ -21,17 +21,14 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
@@ -149,32 +146,12 @@ def _view_columns(event: Any) -> dict[str, Any]:
     return {name: getattr(event, name) for name in EventOut.model_fields if name != "calendar_id"}
 
 
-@contextmanager
-def _api(env: dict[str, str]) -> Iterator[str]:
+def _api() -> AbstractContextManager[str]:
     """The API in its own process (no lifespan: this route needs no Prefect)."""
-    from bench.support import free_port
+    from bench.support import http_process
 
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--lifespan", "off",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the API did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
+    args = ["uvicorn", "api.main:create_app", "--factory", "--lifespan", "off"]
+    return http_process("the API", [*args, "--log-level", "warning", "--no-access-log"], "/healthz")
 
 
 def _view_ms(url: str, token: str, limit: int, samples: int, walk: bool) -> tuple[list[float], int]:
@@ -239,7 +216,7 @@ def run(samples: int) -> dict[str, Any]:
                 session.execute(text("ANALYZE events"))
         baseline, baseline_count = _baseline_ms(user, samples)
         token = issue_dev_token(secret, user)
-        with _api(dict(os.environ)) as api_url:
+        with _api() as api_url:
             month, month_count = _view_ms(api_url, token, MAX_PAGE, samples, walk=True)
             page, _ = _view_ms(api_url, token, 1000, samples, walk=False)
     assert month_count == baseline_count, (month_count, baseline_count)

@@ -29,11 +29,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def emulator_process() -> Iterator[str]:
-    """The emulator in its own process, so its memory and CPU are not counted as ours."""
+def http_process(name: str, args: list[str], health_path: str) -> Iterator[str]:
+    """`python -m <args...> --port P` in its own process (its CPU and memory are not counted as
+    ours), yielded as its base URL once `health_path` answers."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", *args, "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -43,16 +44,23 @@ def emulator_process() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"{base}/_control/healthz", timeout=1)
+                httpx.get(f"{base}{health_path}", timeout=1)
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("emulator did not start") from None
+                    raise RuntimeError(f"{name} did not start") from None
                 time.sleep(0.1)
         yield base
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def emulator_process() -> Iterator[str]:
+    """The emulator in its own process."""
+    with http_process("emulator", ["emulator"], "/_control/healthz") as base:
+        yield base
 
 
 @contextmanager
