@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from alembic.runtime.migration import MigrationContext
 from core.db import Base
 from core.event_view import render_view
 from core.migrate import alembic_config
-from tests.support.databases import create_postgres_database, drop_postgres_database
 
 
 def table_for(name: str, row: dict[str, Any]) -> sa.TableClause:
@@ -33,18 +32,14 @@ def insert(db: sa.Connection, name: str, rows: list[dict[str, Any]]) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def empty_database(request: pytest.FixtureRequest) -> Iterator[str]:
+def empty_database(
+    request: pytest.FixtureRequest, throwaway_postgres: Callable[[str], str]
+) -> Iterator[str]:
     if request.param == "sqlite":
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{Path(folder) / 'migrations.db'}"
         return
-    url = create_postgres_database("calsync_migrations")
-    if url is None:
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
-    try:
-        yield url
-    finally:
-        drop_postgres_database(url)
+    yield throwaway_postgres("calsync_migrations")
 
 
 def test_the_migrations_build_exactly_the_models_schema(empty_database: str) -> None:
