@@ -9,6 +9,7 @@ An event is identified by its calendar and its Google ID, which survive re-creat
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -36,11 +37,12 @@ VIEW_FIELDS = (
 )
 # Column names where they differ from the field names.
 SOURCES = {"calendar_id": "external_calendar_id"}
+_view_values = itemgetter(*(SOURCES.get(field, field) for field in VIEW_FIELDS))
 
 
 def render_view(row: Mapping[str, Any]) -> str:
     """The view JSON of an `events` row given as a mapping of column values (UTC datetimes)."""
-    return orjson.dumps({field: row[SOURCES.get(field, field)] for field in VIEW_FIELDS}).decode()
+    return orjson.dumps(dict(zip(VIEW_FIELDS, _view_values(row), strict=True))).decode()
 
 
 def span_seconds(row: Mapping[str, Any]) -> int:

@@ -13,24 +13,39 @@ from sqlalchemy.orm import Session
 
 from core.event_view import span_seconds
 from core.models import CalendarConnection, Event, ExternalCalendar
-from core.sync.upsert import upsert_rows
+from core.sync.upsert import CopyRows, UpsertCounts, upsert_rows
 
 EVENT_KEY = ("external_calendar_id", "external_id")
 
 
-def upsert_events(session: Session, calendar_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
+def upsert_events(
+    session: Session,
+    calendar_id: uuid.UUID,
+    rows: Sequence[dict[str, Any]],
+    *,
+    copy: CopyRows | None = None,
+) -> UpsertCounts:
     """Write one calendar's event rows (from `core.sync.event_rows.event_row`, view JSON
     included), and raise the calendar's longest-event bound in the same transaction, so a
-    range read never misses a long event."""
+    range read never misses a long event. An event whose etag did not change counts as
+    unchanged."""
     if not rows:
-        return
-    upsert_rows(session, Event.__table__, rows, EVENT_KEY)  # type: ignore[arg-type]
+        return UpsertCounts()
+    counts = upsert_rows(
+        session,
+        Event.__table__,  # type: ignore[arg-type]
+        rows,
+        EVENT_KEY,
+        "etag",
+        copy=copy,
+    )
     longest = max(span_seconds(row) for row in rows)
     session.execute(
         update(ExternalCalendar)
         .where(ExternalCalendar.id == calendar_id, ExternalCalendar.max_event_seconds < longest)
         .values(max_event_seconds=longest)
     )
+    return counts
 
 
 def _calendar_spans(session: Session, user_id: str) -> list[tuple[uuid.UUID, int]]:

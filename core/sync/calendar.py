@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,7 +27,7 @@ from core.settings import Settings, get_settings
 from core.sync.event_rows import event_row
 from core.sync.prefetch import prefetched
 from core.sync.probe import ProbeResult
-from core.sync.upsert import existing_values
+from core.sync.upsert import CopyRows
 from core.sync_lease import lease_free
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,39 @@ class CalendarTarget:
     refresh_token: str
     expires_at: datetime | None
     time_min: datetime
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """A page of Google events turned into `events` rows (live ones) and IDs (cancelled ones)."""
+
+    rows: list[dict[str, Any]]
+    cancelled: list[str]
+    items: int
+    next_sync_token: str | None
+    copy: CopyRows | None
+
+    @classmethod
+    def of(cls, page: EventPage, target: CalendarTarget, *, for_copy: bool) -> PreparedPage:
+        # Stamped when built, after the pass began: the sweep keeps every row of this pass.
+        now = utcnow()
+        rows = []
+        cancelled = []
+        for item in page.items:
+            if item.get("status") == "cancelled":
+                cancelled.append(item["id"])
+                continue
+            rows.append(
+                event_row(
+                    item,
+                    calendar_id=target.calendar_id,
+                    calendar_external_id=target.external_id,
+                    access_role=target.access_role,
+                    synced_at=now,
+                )
+            )
+        copy = CopyRows.of(rows) if for_copy else None
+        return cls(rows, cancelled, len(page.items), page.next_sync_token, copy)
 
 
 def months_before(moment: datetime, months: int) -> datetime:
@@ -256,14 +290,22 @@ class CalendarSyncEngine:
         started = utcnow()
         created = updated = deleted = unchanged = pages = items = 0
         next_sync_token: str | None = None
-        for page in prefetched(
-            lambda: client.iter_event_pages(
+
+        def prepared_pages() -> Iterator[PreparedPage]:
+            pages = client.iter_event_pages(
                 target.external_id,
                 sync_token=None if full else target.sync_token,
                 time_min=target.time_min if full else None,
                 page_size=self.settings.google_events_page_size,
             )
-        ):
+            for page in pages:
+                yield PreparedPage.of(page, target, for_copy=copies)
+
+        copies = self.sessions.kw["bind"].dialect.name == "postgresql"
+
+        # Fetching, parsing and building rows run in the prefetch thread while this one waits
+        # for the database to write the previous page: Python and PostgreSQL work side by side.
+        for page in prefetched(prepared_pages, depth=2):
             with self.sessions.begin() as session:
                 c, u, d, n = self._apply_page(session, target, page)
             created, updated, deleted, unchanged = (
@@ -273,7 +315,7 @@ class CalendarSyncEngine:
                 unchanged + n,
             )
             pages += 1
-            items += len(page.items)
+            items += page.items
             next_sync_token = page.next_sync_token or next_sync_token
             if on_page is not None:
                 on_page(PassProgress(pages=pages, items=items, full_pass=full))
@@ -312,42 +354,19 @@ class CalendarSyncEngine:
 
     @staticmethod
     def _apply_page(
-        session: Session, target: CalendarTarget, page: EventPage
+        session: Session, target: CalendarTarget, page: PreparedPage
     ) -> tuple[int, int, int, int]:
-        now = utcnow()
-        live = [item for item in page.items if item.get("status") != "cancelled"]
-        cancelled = [item["id"] for item in page.items if item.get("status") == "cancelled"]
-        rows = [
-            event_row(
-                item,
-                calendar_id=target.calendar_id,
-                calendar_external_id=target.external_id,
-                access_role=target.access_role,
-                synced_at=now,
-            )
-            for item in live
-        ]
-        known = existing_values(
-            session,
-            Event.external_id,  # type: ignore[arg-type]
-            Event.etag,  # type: ignore[arg-type]
-            Event.external_calendar_id == target.calendar_id,
-            [row["external_id"] for row in rows],
-        )
-        upsert_events(session, target.calendar_id, rows)
+        counts = upsert_events(session, target.calendar_id, page.rows, copy=page.copy)
         deleted = 0
-        if cancelled:
+        if page.cancelled:
             # A cancelled recurring master takes its expanded instances with it.
             deleted = session.execute(
                 delete(Event).where(
                     Event.external_calendar_id == target.calendar_id,
-                    or_(Event.external_id.in_(cancelled), Event.recurring_event_id.in_(cancelled)),
+                    or_(
+                        Event.external_id.in_(page.cancelled),
+                        Event.recurring_event_id.in_(page.cancelled),
+                    ),
                 )
             ).rowcount  # type: ignore[attr-defined]
-        created = sum(1 for row in rows if row["external_id"] not in known)
-        changed = sum(
-            1
-            for row in rows
-            if row["external_id"] in known and known[row["external_id"]] != row["etag"]
-        )
-        return created, changed, deleted, len(rows) - created - changed
+        return counts.created, counts.updated, deleted, counts.unchanged

@@ -339,19 +339,13 @@ class _Engine:
         )
         gone = [i["id"] for i in page.issues if not is_open_for(i, page.viewer_id)]
         gone.extend(page.unassigned_ids)
-        known: dict[str, datetime] = {}
-        if rows:
-            known = dict(
-                session.execute(
-                    select(TaskItem.external_id, TaskItem.updated_at).where(
-                        TaskItem.task_connection_id == connection_id,
-                        _external_id_in([row["external_id"] for row in rows]),
-                    )
-                )
-                .tuples()
-                .all()
-            )
-            upsert_rows(session, TaskItem.__table__, rows, ITEM_KEY)  # type: ignore[arg-type]
+        counts = upsert_rows(
+            session,
+            TaskItem.__table__,  # type: ignore[arg-type]
+            rows,
+            ITEM_KEY,
+            "updated_at",
+        )
         deleted = 0
         if gone:
             deleted = session.execute(
@@ -360,10 +354,4 @@ class _Engine:
                     _external_id_in(sorted(set(gone))),
                 )
             ).rowcount  # type: ignore[attr-defined]
-        created = sum(1 for row in rows if row["external_id"] not in known)
-        updated = sum(
-            1
-            for row in rows
-            if row["external_id"] in known and known[row["external_id"]] != row["updated_at"]
-        )
-        return created, updated, deleted
+        return counts.created, counts.updated, deleted

@@ -1,43 +1,126 @@
-"""Dialect-aware bulk upsert and key lookup: one statement per page, whatever its size."""
+"""Dialect-aware bulk upsert: one round of statements per page, whatever its size, counting
+how many rows it created, changed and found unchanged (by a version column such as an etag)."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Column, Table, any_, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
+from psycopg.copy import QueuedLibpqWriter
+from sqlalchemy import Table, select, tuple_
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 
+@dataclass(frozen=True)
+class UpsertCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class CopyRows:
+    """Rows as PostgreSQL's COPY takes them: a tuple per row in `columns` order, dates and
+    datetimes already as ISO text (psycopg formats those in Python, several times slower than
+    strings). Built where there is CPU to spare, such as the sync's prefetch thread."""
+
+    columns: tuple[str, ...]
+    values: list[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, rows: Sequence[dict[str, Any]]) -> CopyRows:
+        if not rows:
+            return cls((), [])
+        pick = itemgetter(*rows[0])
+        values = [
+            tuple(v.isoformat() if isinstance(v, date) else v for v in pick(row)) for row in rows
+        ]
+        return cls(tuple(rows[0]), values)
+
+
 def _pg_copy_upsert(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str]
-) -> None:
-    """COPY the page into a session-local staging table, then one INSERT ... ON CONFLICT.
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict: Sequence[str],
+    version: str,
+    copy: CopyRows | None,
+) -> UpsertCounts:
+    """COPY the page into a session-local staging table, then one statement that counts the
+    rows already stored (and those whose version is unchanged) and upserts the page.
 
     COPY rows are encoded by psycopg's C code, several times faster than multi-row VALUES or
-    array parameters for pages of thousands of rows.
+    array parameters for pages of thousands of rows. The count and the upsert share one
+    snapshot, so the count sees the table as it was before this page.
     """
-    columns = list(rows[0])
+    staged = copy if copy is not None else CopyRows.of(rows)
+    columns = staged.columns
     names = ", ".join(columns)
     # Named by its columns so a connection that outlives a migration never reuses a stale shape.
     staging = f"_staging_{table.name}_{zlib.crc32(names.encode()):08x}"
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in conflict)
+    matches = " AND ".join(f"t.{c} = s.{c}" for c in conflict)
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor:
+        cursor.execute("SELECT to_regclass(%s)", (f"pg_temp.{staging}",))
+        if cursor.fetchone()[0] is None:  # type: ignore[index]
+            # Once per connection; its file is truncated by every commit or rollback.
+            cursor.execute(
+                f"CREATE TEMP TABLE {staging} ON COMMIT DELETE ROWS AS "
+                f"SELECT {names} FROM {table.name} WITH NO DATA"
+            )
+        # A queued writer sends the rows from its own thread while this one formats the next.
+        writer = QueuedLibpqWriter(cursor)
+        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN", writer=writer) as writing:
+            for values in staged.values:
+                writing.write_row(values)
         cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS "
-            f"SELECT {names} FROM {table.name} WITH NO DATA"
+            f"WITH stored AS (SELECT t.{version} IS NOT DISTINCT FROM s.{version} AS same "
+            f"FROM {staging} s JOIN {table.name} t ON {matches}), "
+            f"written AS (INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
+            f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {updates}), "
+            # Empty for the next page of the same transaction (all CTEs see one snapshot).
+            f"emptied AS (DELETE FROM {staging}) "
+            "SELECT count(*), count(*) FILTER (WHERE same) FROM stored"
         )
-        cursor.execute(f"TRUNCATE {staging}")
-        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in columns])
-        cursor.execute(
-            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
-            f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {updates}"
+        stored, unchanged = cursor.fetchone()  # type: ignore[misc]
+    return UpsertCounts(len(rows) - stored, stored - unchanged, unchanged)
+
+
+def _sqlite_upsert(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict: Sequence[str],
+    version: str,
+) -> UpsertCounts:
+    key_columns = [table.c[name] for name in conflict]
+    wanted = [tuple(row[name] for name in conflict) for row in rows]
+    stored = {
+        tuple(found[:-1]): found[-1]
+        for found in session.execute(
+            select(*key_columns, table.c[version]).where(tuple_(*key_columns).in_(wanted))
         )
+    }
+    insert = sqlite.insert(table)
+    insert = insert.on_conflict_do_update(
+        index_elements=list(conflict),
+        set_={name: insert.excluded[name] for name in rows[0] if name not in conflict},
+    )
+    session.execute(insert, list(rows))
+    created = updated = 0
+    for row in rows:
+        key = tuple(row[name] for name in conflict)
+        if key not in stored:
+            created += 1
+        elif stored[key] != row[version]:
+            updated += 1
+    return UpsertCounts(created, updated, len(rows) - created - updated)
 
 
 def upsert_rows(
@@ -45,35 +128,19 @@ def upsert_rows(
     table: Table,
     rows: Sequence[dict[str, Any]],
     conflict_columns: Sequence[str],
-) -> None:
-    """Insert `rows` (all with the same keys), updating the non-key columns of existing rows.
+    version_column: str,
+    *,
+    copy: CopyRows | None = None,
+) -> UpsertCounts:
+    """Insert `rows` (all with the same keys), updating the non-key columns of existing rows;
+    a stored row counts as unchanged when its `version_column` equals the new row's.
 
     On Postgres the values are COPYed and bypass column type decorators, so rows must hold
-    database-ready values (aware UTC datetimes, no secrets to encrypt).
+    database-ready values (aware UTC datetimes, no secrets to encrypt); `copy`, the same rows
+    already converted by `CopyRows.of`, saves converting them here.
     """
     if not rows:
-        return
-    columns = tuple(rows[0])
+        return UpsertCounts()
     if session.get_bind().dialect.name == "postgresql":
-        _pg_copy_upsert(session, table, rows, conflict_columns)
-        return
-    insert = sqlite.insert(table)
-    insert = insert.on_conflict_do_update(
-        index_elements=list(conflict_columns),
-        set_={name: insert.excluded[name] for name in columns if name not in conflict_columns},
-    )
-    session.execute(insert, list(rows))
-
-
-def existing_values(
-    session: Session, key: Column[Any], value: Column[Any], scope: Any, keys: Sequence[str]
-) -> dict[str, Any]:
-    """{key: value} for the rows in `scope` whose key is in `keys` (one parameter on Postgres)."""
-    if not keys:
-        return {}
-    stmt = select(key, value).where(scope)
-    if session.get_bind().dialect.name == "postgresql":
-        keys_param = bindparam("keys", type_=postgresql.ARRAY(key.type))
-        stmt = stmt.where(key == any_(keys_param))
-        return dict(session.execute(stmt, {"keys": list(keys)}).tuples().all())
-    return dict(session.execute(stmt.where(key.in_(keys))).tuples().all())
+        return _pg_copy_upsert(session, table, rows, conflict_columns, version_column, copy)
+    return _sqlite_upsert(session, table, rows, conflict_columns, version_column)

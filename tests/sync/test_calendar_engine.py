@@ -140,6 +140,9 @@ def test_expired_sync_token_triggers_full_resync_without_losing_events(google, c
     counts = engine(page_size=50).sync(row_id)
 
     assert counts.resynced_after_expiry and counts.full_pass
+    # The full pass re-lists every live event: one changed etag, the others unchanged, the
+    # cancelled one swept at the end.
+    assert (counts.created, counts.updated, counts.unchanged) == (0, 1, len(ids) - 2)
     assert counts.deleted == 1
     assert_matches_truth(google, cal["id"], row_id)
 
