@@ -100,7 +100,7 @@ class PreparedPage:
                     synced_at=now,
                 )
             )
-        copy = CopyRows.of(rows) if for_copy else None
+        copy = CopyRows.of(Event.__table__, rows) if for_copy else None  # type: ignore[arg-type]
         return cls(rows, cancelled, len(page.items), page.next_sync_token, copy)
 
 

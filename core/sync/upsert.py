@@ -33,14 +33,25 @@ class CopyRows:
     values: list[tuple[Any, ...]]
 
     @classmethod
-    def of(cls, rows: Sequence[dict[str, Any]]) -> CopyRows:
+    def of(cls, table: Table, rows: Sequence[dict[str, Any]]) -> CopyRows:
         if not rows:
             return cls((), [])
-        pick = itemgetter(*rows[0])
-        values = [
-            tuple(v.isoformat() if isinstance(v, date) else v for v in pick(row)) for row in rows
+        columns = tuple(rows[0])
+        temporal = [
+            index
+            for index, name in enumerate(columns)
+            if issubclass(table.c[name].type.python_type, date)
         ]
-        return cls(tuple(rows[0]), values)
+        pick = itemgetter(*columns)
+        values = []
+        for row in rows:
+            picked = list(pick(row))
+            for index in temporal:
+                value = picked[index]
+                if value is not None:
+                    picked[index] = value.isoformat()
+            values.append(tuple(picked))
+        return cls(columns, values)
 
 
 def _pg_copy_upsert(
@@ -58,7 +69,7 @@ def _pg_copy_upsert(
     array parameters for pages of thousands of rows. The count and the upsert share one
     snapshot, so the count sees the table as it was before this page.
     """
-    staged = copy if copy is not None else CopyRows.of(rows)
+    staged = copy if copy is not None else CopyRows.of(table, rows)
     columns = staged.columns
     names = ", ".join(columns)
     # Named by its columns so a connection that outlives a migration never reuses a stale shape.

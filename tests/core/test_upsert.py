@@ -73,7 +73,7 @@ def test_counts_created_updated_and_unchanged_rows(calendar_id: uuid.UUID) -> No
     page[0]["etag"] = "2"  # ev3 changed; ev4 unchanged; ev5..ev7 new
     page[0]["title"] = "Renamed"
     with session_scope() as session:
-        counts = upsert_events(session, calendar_id, page, copy=CopyRows.of(page))
+        counts = upsert_events(session, calendar_id, page, copy=CopyRows.of(Event.__table__, page))
     assert counts == UpsertCounts(created=3, updated=1, unchanged=1)
     events = stored(calendar_id)
     assert sorted(events) == [f"ev{i}" for i in range(8)]
