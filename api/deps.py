@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -12,6 +12,19 @@ from api.auth import CurrentUser
 from api.live import LiveHub
 from api.orchestrator import Orchestrator
 from core.db import session_factory
+
+# Errors are JSON on every route, event streams included (a `model` would take the route's
+# media type); ErrorBody is in the schema through the routes that name it as their model.
+JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+# What any route taking CurrentUser can answer before it runs; its router documents them.
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "The bearer token is missing, expired or invalid.", "content": JSON_ERROR},
+    503: {"description": "The token's signing keys cannot be fetched now.", "content": JSON_ERROR},
+}
+# FastAPI's own answer to a body it cannot decode (not UTF-8): routes taking a body document it.
+UNREADABLE_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body could not be read (it is not UTF-8).", "content": JSON_ERROR},
+}
 
 
 def get_db() -> Iterator[Session]:
@@ -31,4 +44,12 @@ SessionDep = Annotated[Session, Depends(get_db)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
 LiveHubDep = Annotated[LiveHub, Depends(get_live_hub)]
 
-__all__ = ["CurrentUser", "LiveHubDep", "OrchestratorDep", "SessionDep"]
+__all__ = [
+    "AUTH_ERRORS",
+    "JSON_ERROR",
+    "UNREADABLE_BODY",
+    "CurrentUser",
+    "LiveHubDep",
+    "OrchestratorDep",
+    "SessionDep",
+]

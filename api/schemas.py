@@ -142,7 +142,13 @@ class OAuthCallback(BaseModel):
 
 
 class LinearApiKey(BaseModel):
-    api_key: str = Field(min_length=1, max_length=512, description="A Linear personal API key.")
+    # It travels in an HTTP header to Linear: anything but printable ASCII could never be a key.
+    api_key: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=r"^\s*[!-~]+\s*$",
+        description="A Linear personal API key (printable ASCII; surrounding blanks are ignored).",
+    )
 
 
 class LinearConnectionOut(BaseModel):

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, OrchestratorDep
+from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
 from api.schemas import (
     CalendarOut,
     ErrorBody,
@@ -22,7 +22,7 @@ from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar
 from core.repositories.calendars import user_calendar, user_calendars, user_google_connections
 from deployments.names import CALENDAR_SYNC
 
-router = APIRouter(tags=["calendars"])
+router = APIRouter(tags=["calendars"], responses=AUTH_ERRORS)
 
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No such calendar for this user."}}
 UNAVAILABLE = {503: {"model": ErrorBody, "description": "The orchestrator is unreachable."}}

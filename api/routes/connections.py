@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Response, status
 
 from api import connections_service as service
-from api.deps import CurrentUser, OrchestratorDep
+from api.deps import AUTH_ERRORS, UNREADABLE_BODY, CurrentUser, OrchestratorDep
 from api.schemas import (
     AuthorizeUrl,
     CalendarOut,
@@ -20,7 +20,7 @@ from api.schemas import (
     OAuthCallback,
 )
 
-router = APIRouter(tags=["connections"])
+router = APIRouter(tags=["connections"], responses=AUTH_ERRORS)
 
 REJECTED = {400: {"model": ErrorBody, "description": "The state, code or key was rejected."}}
 PROVIDER_DOWN = {502: {"model": ErrorBody, "description": "The provider failed; try again."}}
@@ -55,7 +55,10 @@ async def google_callback(
     "/calendars/{calendar_id}",
     response_model=CalendarOut,
     tags=["calendars"],
-    responses={404: {"model": ErrorBody, "description": "No such calendar for this user."}},
+    responses={
+        404: {"model": ErrorBody, "description": "No such calendar for this user."},
+        **UNREADABLE_BODY,
+    },
 )
 async def update_calendar(
     calendar_id: uuid.UUID, body: CalendarPatch, user: CurrentUser, orchestrator: OrchestratorDep

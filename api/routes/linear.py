@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, OrchestratorDep, SessionDep
+from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep, SessionDep
 from api.schemas import (
     ErrorBody,
     LinearConnectionOut,
@@ -23,7 +23,7 @@ from core.models import ConnectionStatus, TaskConnection
 from core.repositories.tasks import user_task_connections, user_task_items
 from deployments.names import LINEAR_SYNC
 
-router = APIRouter(tags=["linear"])
+router = APIRouter(tags=["linear"], responses=AUTH_ERRORS)
 
 UNAVAILABLE = {503: {"model": ErrorBody, "description": "The orchestrator is unreachable."}}
 

@@ -9,15 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import CurrentUser, LiveHubDep, OrchestratorDep
+from api.deps import AUTH_ERRORS, JSON_ERROR, CurrentUser, LiveHubDep, OrchestratorDep
 from api.live import is_final_event_id
 from api.streams import run_stream, user_stream
 from api.sync_service import run_status
 
-router = APIRouter(tags=["sync runs"])
-
-# Errors are JSON, not events; ErrorBody is in the schema through the other routes.
-_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+router = APIRouter(tags=["sync runs"], responses=AUTH_ERRORS)
 
 
 async def _resume_point(
@@ -47,8 +44,8 @@ async def _resume_point(
     response_class=EventSourceResponse,
     responses={
         204: {"description": "The client already received this run's terminal event."},
-        404: {"description": "No such run for this user.", "content": _JSON_ERROR},
-        503: {"description": "The orchestrator is unreachable.", "content": _JSON_ERROR},
+        404: {"description": "No such run for this user.", "content": JSON_ERROR},
+        503: {"description": "The orchestrator is unreachable.", "content": JSON_ERROR},
     },
 )
 async def stream_sync_run(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, SessionDep
+from api.deps import AUTH_ERRORS, UNREADABLE_BODY, CurrentUser, SessionDep
 from api.schemas import UserSettingsIn, UserSettingsOut
 from core.accounts import calendar_sync_from_months, set_calendar_sync_from_months
 from core.settings import get_settings
 
-router = APIRouter(tags=["settings"])
+router = APIRouter(tags=["settings"], responses=AUTH_ERRORS)
 
 
 @router.get("/me/settings", response_model=UserSettingsOut)
@@ -20,7 +20,7 @@ def my_settings(user: CurrentUser, session: SessionDep) -> UserSettingsOut:
     )
 
 
-@router.patch("/me/settings", response_model=UserSettingsOut)
+@router.patch("/me/settings", response_model=UserSettingsOut, responses=UNREADABLE_BODY)
 def update_my_settings(
     body: UserSettingsIn, user: CurrentUser, session: SessionDep
 ) -> UserSettingsOut:

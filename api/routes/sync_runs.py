@@ -6,11 +6,11 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import CurrentUser, OrchestratorDep
+from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
 from api.schemas import ErrorBody, RunStatusOut
 from api.sync_service import run_status
 
-router = APIRouter(tags=["sync runs"])
+router = APIRouter(tags=["sync runs"], responses=AUTH_ERRORS)
 
 
 @router.get(
