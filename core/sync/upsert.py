@@ -6,12 +6,11 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from operator import itemgetter
 from typing import Any
 
 from psycopg.copy import QueuedLibpqWriter
-from sqlalchemy import Table, select, tuple_
+from sqlalchemy import Column, Date, DateTime, Table, select, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -37,11 +36,7 @@ class CopyRows:
         if not rows:
             return cls((), [])
         columns = tuple(rows[0])
-        temporal = [
-            index
-            for index, name in enumerate(columns)
-            if issubclass(table.c[name].type.python_type, date)
-        ]
+        temporal = [index for index, name in enumerate(columns) if _temporal(table.c[name])]
         pick = itemgetter(*columns)
         values = []
         for row in rows:
@@ -52,6 +47,12 @@ class CopyRows:
                     picked[index] = value.isoformat()
             values.append(tuple(picked))
         return cls(columns, values)
+
+
+def _temporal(column: Column[Any]) -> bool:
+    kind = column.type
+    kind = getattr(kind, "impl_instance", kind)  # a TypeDecorator's underlying type
+    return isinstance(kind, Date | DateTime)
 
 
 def _pg_copy_upsert(

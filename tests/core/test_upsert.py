@@ -72,8 +72,11 @@ def test_counts_created_updated_and_unchanged_rows(calendar_id: uuid.UUID) -> No
     page = rows(calendar_id, range(3, 8))
     page[0]["etag"] = "2"  # ev3 changed; ev4 unchanged; ev5..ev7 new
     page[0]["title"] = "Renamed"
+    copy = CopyRows.of(Event.__table__, page)  # type: ignore[arg-type]
+    start_at = copy.columns.index("start_at")
+    assert copy.values[1][start_at] == "2026-12-01T13:00:00+00:00"  # ISO text, as COPY takes it
     with session_scope() as session:
-        counts = upsert_events(session, calendar_id, page, copy=CopyRows.of(Event.__table__, page))
+        counts = upsert_events(session, calendar_id, page, copy=copy)
     assert counts == UpsertCounts(created=3, updated=1, unchanged=1)
     events = stored(calendar_id)
     assert sorted(events) == [f"ev{i}" for i in range(8)]
