@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -33,6 +35,9 @@ from core.sync_lease import lease_free
 logger = logging.getLogger(__name__)
 
 TOKEN_REFRESH_MARGIN = timedelta(seconds=60)
+# Pages written at once on PostgreSQL (each on its own connection): with two, the database loads
+# one page while the other commits and Python prepares the next.
+PAGE_WRITERS = 2
 
 PageCallback = Callable[["PassProgress"], None]
 
@@ -301,24 +306,45 @@ class CalendarSyncEngine:
             for page in pages:
                 yield PreparedPage.of(page, target, for_copy=copies)
 
-        copies = self.sessions.kw["bind"].dialect.name == "postgresql"
+        postgres = self.sessions.kw["bind"].dialect.name == "postgresql"
+        copies = postgres
 
-        # Fetching, parsing and building rows run in the prefetch thread while this one waits
-        # for the database to write the previous page: Python and PostgreSQL work side by side.
-        for page in prefetched(prepared_pages, depth=2):
+        def write(page: PreparedPage) -> tuple[int, int, int, int]:
             with self.sessions.begin() as session:
-                c, u, d, n = self._apply_page(session, target, page)
-            created, updated, deleted, unchanged = (
-                created + c,
-                updated + u,
-                deleted + d,
-                unchanged + n,
-            )
-            pages += 1
-            items += page.items
-            next_sync_token = page.next_sync_token or next_sync_token
-            if on_page is not None:
-                on_page(PassProgress(pages=pages, items=items, full_pass=full))
+                return self._apply_page(session, target, page)
+
+        # Fetching, parsing and building rows run in the prefetch thread; on PostgreSQL two
+        # writers (each its own connection and transaction) load pages side by side, so the
+        # database works while Python prepares. Pages hold disjoint events, but a page with
+        # cancellations is written alone, after the pages before it and before those after it,
+        # so a deletion is never overtaken. Results are taken in page order.
+        writers = PAGE_WRITERS if postgres else 1
+        in_flight: deque[tuple[Future[tuple[int, int, int, int]], PreparedPage]] = deque()
+
+        def settle(keep: int) -> None:
+            nonlocal created, updated, deleted, unchanged, pages, items, next_sync_token
+            while len(in_flight) > keep:
+                future, page = in_flight.popleft()
+                c, u, d, n = future.result()
+                created, updated, deleted, unchanged = (
+                    created + c,
+                    updated + u,
+                    deleted + d,
+                    unchanged + n,
+                )
+                pages += 1
+                items += page.items
+                next_sync_token = page.next_sync_token or next_sync_token
+                if on_page is not None:
+                    on_page(PassProgress(pages=pages, items=items, full_pass=full))
+
+        with ThreadPoolExecutor(writers, thread_name_prefix="page-writer") as pool:
+            for page in prefetched(prepared_pages, depth=2):
+                settle(0 if page.cancelled else writers - 1)
+                in_flight.append((pool.submit(write, page), page))
+                if page.cancelled:
+                    settle(0)
+            settle(0)
         with self.sessions.begin() as session:
             if full:
                 deleted += session.execute(

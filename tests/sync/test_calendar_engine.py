@@ -118,6 +118,35 @@ def test_incremental_sync_applies_updates_and_deletes_cancelled_events(google, c
     assert_matches_truth(google, cal["id"], row_id)
 
 
+def test_many_page_incremental_sync_with_updates_and_cancellations_on_every_page(
+    google, calendar
+) -> None:
+    """Pages are written side by side on PostgreSQL: counts and rows must still be exact."""
+    _, cal, row_id = calendar
+    google.bulk(cal["id"], 300)
+    engine(page_size=100).sync(row_id)
+    ids = sorted(stored(row_id))
+    for event_id in ids[0:240:4]:
+        google.update_event(cal["id"], event_id, {"summary": "Moved on"})
+    for event_id in ids[1:240:4]:
+        google.cancel_event(cal["id"], event_id)
+    for index in range(30):
+        google.create_event(
+            cal["id"],
+            {
+                "summary": f"New {index}",
+                "start": {"dateTime": f"2031-05-{index % 28 + 1:02d}T10:00:00Z"},
+                "end": {"dateTime": f"2031-05-{index % 28 + 1:02d}T11:00:00Z"},
+            },
+        )
+
+    counts = engine(page_size=25).sync(row_id)
+
+    assert not counts.full_pass and counts.pages >= 6
+    assert (counts.created, counts.updated, counts.deleted) == (30, 60, 60)
+    assert_matches_truth(google, cal["id"], row_id)
+
+
 def test_no_change_incremental_sync_makes_exactly_one_list_call(google, calendar) -> None:
     _, cal, row_id = calendar
     google.bulk(cal["id"], 300)
