@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -18,33 +19,49 @@ from core.sync.upsert import CopyRows, UpsertCounts, upsert_rows
 EVENT_KEY = ("external_calendar_id", "external_id")
 
 
+@dataclass(frozen=True)
+class EventBatch:
+    """A page of event rows ready to write: as mappings, or on PostgreSQL as COPY values only
+    (half the memory while pages wait to be written), with the longest event's span."""
+
+    rows: Sequence[dict[str, Any]]
+    copy: CopyRows | None
+    longest: int
+
+    @classmethod
+    def of(cls, rows: Sequence[dict[str, Any]], *, for_copy: bool = False) -> EventBatch:
+        longest = max((span_seconds(row) for row in rows), default=0)
+        if for_copy:
+            return cls((), CopyRows.of(Event.__table__, rows), longest)  # type: ignore[arg-type]
+        return cls(rows, None, longest)
+
+
 def upsert_events(
-    session: Session,
-    calendar_id: uuid.UUID,
-    rows: Sequence[dict[str, Any]],
-    *,
-    copy: CopyRows | None = None,
+    session: Session, calendar_id: uuid.UUID, batch: EventBatch | Sequence[dict[str, Any]]
 ) -> UpsertCounts:
     """Write one calendar's event rows (from `core.sync.event_rows.event_row`, view JSON
     included), and raise the calendar's longest-event bound in the same transaction, so a
     range read never misses a long event. An event whose etag did not change counts as
     unchanged."""
-    if not rows:
-        return UpsertCounts()
+    if not isinstance(batch, EventBatch):
+        batch = EventBatch.of(batch)
     counts = upsert_rows(
         session,
         Event.__table__,  # type: ignore[arg-type]
-        rows,
+        batch.rows,
         EVENT_KEY,
         "etag",
-        copy=copy,
+        copy=batch.copy,
     )
-    longest = max(span_seconds(row) for row in rows)
-    session.execute(
-        update(ExternalCalendar)
-        .where(ExternalCalendar.id == calendar_id, ExternalCalendar.max_event_seconds < longest)
-        .values(max_event_seconds=longest)
-    )
+    if counts != UpsertCounts():
+        session.execute(
+            update(ExternalCalendar)
+            .where(
+                ExternalCalendar.id == calendar_id,
+                ExternalCalendar.max_event_seconds < batch.longest,
+            )
+            .values(max_event_seconds=batch.longest)
+        )
     return counts
 
 

@@ -13,7 +13,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,12 +23,11 @@ from core.errors import CursorExpired, NeedsReauth
 from core.models import CalendarConnection, ConnectionStatus, Event, ExternalCalendar, UserSettings
 from core.providers.google_calendar import EventPage, GoogleCalendarClient
 from core.providers.google_oauth import GOOGLE_REAUTH_MESSAGE, refresh_access_token
-from core.repositories.events import upsert_events
+from core.repositories.events import EventBatch, upsert_events
 from core.settings import Settings, get_settings
 from core.sync.event_rows import event_row
 from core.sync.prefetch import prefetched
 from core.sync.probe import ProbeResult
-from core.sync.upsert import CopyRows
 from core.sync_lease import lease_free
 
 logger = logging.getLogger(__name__)
@@ -80,11 +78,10 @@ class CalendarTarget:
 class PreparedPage:
     """A page of Google events turned into `events` rows (live ones) and IDs (cancelled ones)."""
 
-    rows: list[dict[str, Any]]
+    events: EventBatch
     cancelled: list[str]
     items: int
     next_sync_token: str | None
-    copy: CopyRows | None
 
     @classmethod
     def of(cls, page: EventPage, target: CalendarTarget, *, for_copy: bool) -> PreparedPage:
@@ -105,8 +102,8 @@ class PreparedPage:
                     synced_at=now,
                 )
             )
-        copy = CopyRows.of(Event.__table__, rows) if for_copy else None  # type: ignore[arg-type]
-        return cls(rows, cancelled, len(page.items), page.next_sync_token, copy)
+        events = EventBatch.of(rows, for_copy=for_copy)
+        return cls(events, cancelled, len(page.items), page.next_sync_token)
 
 
 def months_before(moment: datetime, months: int) -> datetime:
@@ -339,7 +336,7 @@ class CalendarSyncEngine:
                     on_page(PassProgress(pages=pages, items=items, full_pass=full))
 
         with ThreadPoolExecutor(writers, thread_name_prefix="page-writer") as pool:
-            for page in prefetched(prepared_pages, depth=2):
+            for page in prefetched(prepared_pages, depth=1):
                 settle(0 if page.cancelled else writers - 1)
                 in_flight.append((pool.submit(write, page), page))
                 if page.cancelled:
@@ -382,7 +379,7 @@ class CalendarSyncEngine:
     def _apply_page(
         session: Session, target: CalendarTarget, page: PreparedPage
     ) -> tuple[int, int, int, int]:
-        counts = upsert_events(session, target.calendar_id, page.rows, copy=page.copy)
+        counts = upsert_events(session, target.calendar_id, page.events)
         deleted = 0
         if page.cancelled:
             # A cancelled recurring master takes its expanded instances with it.

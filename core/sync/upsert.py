@@ -56,12 +56,7 @@ def _temporal(column: Column[Any]) -> bool:
 
 
 def _pg_copy_upsert(
-    session: Session,
-    table: Table,
-    rows: Sequence[dict[str, Any]],
-    conflict: Sequence[str],
-    version: str,
-    copy: CopyRows | None,
+    session: Session, table: Table, conflict: Sequence[str], version: str, staged: CopyRows
 ) -> UpsertCounts:
     """COPY the page into a session-local staging table, then one statement that counts the
     rows already stored (and those whose version is unchanged) and upserts the page.
@@ -70,7 +65,8 @@ def _pg_copy_upsert(
     array parameters for pages of thousands of rows. The count and the upsert share one
     snapshot, so the count sees the table as it was before this page.
     """
-    staged = copy if copy is not None else CopyRows.of(table, rows)
+    if not staged.values:
+        return UpsertCounts()
     columns = staged.columns
     names = ", ".join(columns)
     # Named by its columns so a connection that outlives a migration never reuses a stale shape.
@@ -101,7 +97,7 @@ def _pg_copy_upsert(
             "SELECT count(*), count(*) FILTER (WHERE same) FROM stored"
         )
         stored, unchanged = cursor.fetchone()  # type: ignore[misc]
-    return UpsertCounts(len(rows) - stored, stored - unchanged, unchanged)
+    return UpsertCounts(len(staged.values) - stored, stored - unchanged, unchanged)
 
 
 def _sqlite_upsert(
@@ -148,11 +144,15 @@ def upsert_rows(
     a stored row counts as unchanged when its `version_column` equals the new row's.
 
     On Postgres the values are COPYed and bypass column type decorators, so rows must hold
-    database-ready values (aware UTC datetimes, no secrets to encrypt); `copy`, the same rows
-    already converted by `CopyRows.of`, saves converting them here.
+    database-ready values (aware UTC datetimes, no secrets to encrypt). There, `copy` (the
+    rows converted by `CopyRows.of`, elsewhere) may stand in for `rows`, which can then be empty.
     """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and copy is not None:
+        return _pg_copy_upsert(session, table, conflict_columns, version_column, copy)
     if not rows:
         return UpsertCounts()
-    if session.get_bind().dialect.name == "postgresql":
-        return _pg_copy_upsert(session, table, rows, conflict_columns, version_column, copy)
+    if postgres:
+        staged = CopyRows.of(table, rows)
+        return _pg_copy_upsert(session, table, conflict_columns, version_column, staged)
     return _sqlite_upsert(session, table, rows, conflict_columns, version_column)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from core.db import session_scope
 from core.models import CalendarConnection, Event, ExternalCalendar
-from core.repositories.events import upsert_events
+from core.repositories.events import EventBatch, upsert_events
 from core.sync.event_rows import event_row
 from core.sync.upsert import CopyRows, UpsertCounts
 
@@ -64,7 +64,7 @@ def stored(calendar_id: uuid.UUID) -> dict[str, Event]:
         return {event.external_id: event for event in events}
 
 
-def test_counts_created_updated_and_unchanged_rows(calendar_id: uuid.UUID) -> None:
+def test_counts_created_updated_and_unchanged_rows(calendar_id: uuid.UUID, database: str) -> None:
     with session_scope() as session:
         assert upsert_events(session, calendar_id, rows(calendar_id, range(5))) == UpsertCounts(
             created=5
@@ -76,7 +76,9 @@ def test_counts_created_updated_and_unchanged_rows(calendar_id: uuid.UUID) -> No
     start_at = copy.columns.index("start_at")
     assert copy.values[1][start_at] == "2026-12-01T13:00:00+00:00"  # ISO text, as COPY takes it
     with session_scope() as session:
-        counts = upsert_events(session, calendar_id, page, copy=copy)
+        # The engine's batch: COPY values alone on PostgreSQL, the rows on SQLite.
+        batch = EventBatch.of(page, for_copy=database.startswith("postgresql"))
+        counts = upsert_events(session, calendar_id, batch)
     assert counts == UpsertCounts(created=3, updated=1, unchanged=1)
     events = stored(calendar_id)
     assert sorted(events) == [f"ev{i}" for i in range(8)]
