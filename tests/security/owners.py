@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from core.db import session_scope
-from core.models import ExternalCalendar, TaskConnection
+from core.models import ConnectionStatus, ExternalCalendar, TaskConnection
 from tests.accounts.flows import Api, rows_of_user
 from tests.linear.support import LinearEmulator
-from tests.support.google import GoogleEmulator
+from tests.support.google import GoogleEmulator, seed_calendar
 
 EVENTS = 30
 ISSUES = 6
@@ -77,3 +77,27 @@ def connect_owner(api_url: str, emulator_url: str) -> Owner:
         spare_calendar_id=spare["id"],
         linear_connection_id=linear_connection.json()["id"],
     )
+
+
+def add_idle_connections(
+    emulator_url: str, user_id: str, name: str, *, linear_status: ConnectionStatus
+) -> tuple[str, str]:
+    """A Google connection with one disabled calendar (nothing for "sync all" to start) and a
+    Linear connection with the given status, for `user_id`: (Google, Linear) connection IDs."""
+    google = GoogleEmulator(emulator_url)
+    account = google.account()
+    calendar_id = seed_calendar(account, google.calendar(account["email"], name), user_id=user_id)
+    with session_scope() as session:
+        calendar = session.get(ExternalCalendar, calendar_id)
+        assert calendar is not None
+        calendar.enabled = False
+        linear = TaskConnection(
+            user_id=user_id,
+            access_token=f"lin_api_{uuid.uuid4().hex[:8]}",
+            organization_id=f"org-{uuid.uuid4().hex[:8]}",
+            organization_name=name,
+            status=linear_status,
+        )
+        session.add(linear)
+        session.flush()
+        return str(calendar.connection_id), str(linear.id)

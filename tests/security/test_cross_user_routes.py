@@ -29,8 +29,7 @@ from core.models import (
     TaskItem,
 )
 from tests.accounts.flows import Api, rows_of_user
-from tests.security.owners import Owner
-from tests.support.google import GoogleEmulator, seed_calendar
+from tests.security.owners import Owner, add_idle_connections
 
 pytestmark = pytest.mark.integration
 
@@ -138,23 +137,9 @@ def intruder(api_url: str, emulator_url: str) -> Iterator[Api]:
     """A user with rows of their own (nothing to sync: a disabled calendar, a Linear connection
     awaiting reauth), so their 404s are about ownership, not an empty account."""
     api = Api.for_user(api_url)
-    google = GoogleEmulator(emulator_url)
-    account = google.account()
-    calendar_id = seed_calendar(
-        account, google.calendar(account["email"], "Intruder's"), user_id=api.user_id
+    add_idle_connections(
+        emulator_url, api.user_id, "Intruder's", linear_status=ConnectionStatus.NEEDS_REAUTH
     )
-    with session_scope() as session:
-        calendar = session.get(ExternalCalendar, calendar_id)
-        assert calendar is not None
-        calendar.enabled = False
-        session.add(
-            TaskConnection(
-                user_id=api.user_id,
-                access_token="lin_api_intruder",
-                organization_id=f"org-{uuid.uuid4().hex[:8]}",
-                status=ConnectionStatus.NEEDS_REAUTH,
-            )
-        )
     yield api
     api.http.close()
 

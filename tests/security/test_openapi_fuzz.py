@@ -3,7 +3,6 @@ no 5xx, and every response is one the schema documents (status code, content typ
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,11 +18,9 @@ from schemathesis.checks import (
 )
 
 from api.main import create_app
-from core.db import session_scope
-from core.models import ExternalCalendar, TaskConnection
-from tests.security.owners import Owner
+from core.models import ConnectionStatus
+from tests.security.owners import Owner, add_idle_connections
 from tests.support.auth import bearer
-from tests.support.google import GoogleEmulator, seed_calendar
 
 pytestmark = pytest.mark.integration
 
@@ -87,33 +84,14 @@ def events_in_the_owners_range(
     return st.sampled_from([query, {**query, **EVENTS_WINDOW}])
 
 
-def _spare_connections(owner: Owner, emulator_url: str) -> tuple[str, str]:
-    """A Google and a Linear connection of the owner's, for the fuzzed DELETEs to remove."""
-    google = GoogleEmulator(emulator_url)
-    account = google.account()
-    calendar_id = seed_calendar(
-        account, google.calendar(account["email"], "Spare"), user_id=owner.user_id
-    )
-    with session_scope() as session:
-        calendar = session.get(ExternalCalendar, calendar_id)
-        assert calendar is not None
-        calendar.enabled = False  # nothing for "sync all" to start
-        linear = TaskConnection(
-            user_id=owner.user_id,
-            access_token="lin_api_spare",
-            organization_id=f"org-{uuid.uuid4().hex[:8]}",
-            organization_name="Spare",
-        )
-        session.add(linear)
-        session.flush()
-        return str(calendar.connection_id), str(linear.id)
-
-
 @pytest.fixture(scope="module")
 def owned_ids(owner: Owner, emulator_url: str) -> dict[str, Callable[[], str]]:
     """What each placeholder stands for; runs are read when used, as only a row's latest run
     is the owner's to see and fuzzed syncs keep replacing it."""
-    spare_google, spare_linear = _spare_connections(owner, emulator_url)
+    # Spare connections of the owner's, for the fuzzed DELETEs to remove.
+    spare_google, spare_linear = add_idle_connections(
+        emulator_url, owner.user_id, "Spare", linear_status=ConnectionStatus.ACTIVE
+    )
     return {
         "owned-calendar": lambda: owner.calendar_id,
         "owned-spare-calendar": lambda: owner.spare_calendar_id,
