@@ -292,6 +292,7 @@ class CalendarSyncEngine:
         started = utcnow()
         created = updated = deleted = unchanged = pages = items = 0
         next_sync_token: str | None = None
+        postgres = self.sessions.kw["bind"].dialect.name == "postgresql"
 
         def prepared_pages() -> Iterator[PreparedPage]:
             pages = client.iter_event_pages(
@@ -301,10 +302,7 @@ class CalendarSyncEngine:
                 page_size=self.settings.google_events_page_size,
             )
             for page in pages:
-                yield PreparedPage.of(page, target, for_copy=copies)
-
-        postgres = self.sessions.kw["bind"].dialect.name == "postgresql"
-        copies = postgres
+                yield PreparedPage.of(page, target, for_copy=postgres)
 
         def write(page: PreparedPage) -> tuple[int, int, int, int]:
             with self.sessions.begin() as session:
