@@ -4,15 +4,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test lint bench install browser clean
+.PHONY: dev test lint bench install browser clean lock
 
-$(STAMP): pyproject.toml
+# Every machine installs the set CI tested: constraints.txt pins each package (`make lock`).
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve pyproject.toml from scratch in a throw-away venv and pin the result.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -e '.[dev]'
+	{ sed -n 1,2p constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | grep -vi '^calsync'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
 
 # Debian's chromium for the demo page's browser test (apt needs root, or sudo without a password).
 # Without it the browser tests skip, except under CI=true where they must run.

@@ -53,11 +53,19 @@ class TimestampMixin:
 
 
 class SyncStateMixin:
-    """What the frontend needs to show a synced source: its latest run and last error."""
+    """What the frontend needs to show a synced source: its latest run and last error, plus a
+    durable request for a sync not yet handed to Prefect and the fencing generation of the
+    row's sync lease."""
 
     latest_sync_flow_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     last_sync_error_message: Mapped[str | None] = mapped_column(Text)
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set in the same transaction as whatever made a sync necessary; cleared once a run for it
+    # is recorded on the row. Non-null means "a start is owed".
+    sync_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    sync_request_source: Mapped[str | None] = mapped_column(String(32))
+    # Incremented each time a run takes the lease: (owner, generation) is the fencing token.
+    sync_lease_generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class CalendarConnection(TimestampMixin, Base):
@@ -105,6 +113,8 @@ class ExternalCalendar(TimestampMixin, SyncStateMixin, Base):
     # The longest event ever stored for this calendar, in seconds (it only grows): an event
     # overlapping [start, end) starts after start - this, which bounds range scans from below.
     max_event_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Highest X-Goog-Message-Number accepted on the current channel (replays are refused).
+    channel_message_number: Mapped[int | None] = mapped_column(BigInteger)
 
     connection: Mapped[CalendarConnection] = relationship(back_populates="calendars")
 
@@ -173,6 +183,9 @@ class TaskConnection(TimestampMixin, SyncStateMixin, Base):
     # Highest `updatedAt` seen in a completed pass: the next incremental pass starts here.
     issues_watermark: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_full_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # One active sync per connection, as for calendars (core/sync_lease.py).
+    sync_lease_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    sync_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     items: Mapped[list[TaskItem]] = relationship(
         back_populates="connection", cascade="all, delete-orphan", passive_deletes=True
@@ -200,3 +213,12 @@ class TaskItem(Base):
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     connection: Mapped[TaskConnection] = relationship(back_populates="items")
+
+
+class UsedOAuthState(Base):
+    """An OAuth `state` already redeemed: each state is single-use until it expires."""
+
+    __tablename__ = "used_oauth_states"
+
+    state_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
