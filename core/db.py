@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from core.settings import get_settings
@@ -50,6 +53,36 @@ class Base(DeclarativeBase):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class DatabaseNow(FunctionElement[datetime]):
+    """The database server's current UTC time plus an offset in seconds (see `db_now`)."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "db_now"
+
+
+def db_now(offset: timedelta = timedelta(0)) -> DatabaseNow:
+    """SQL for "now + offset" by the database's clock, the one every worker shares.
+
+    Comparable with `UTCDateTime` columns on both backends and storable in them. On PostgreSQL
+    it is the transaction's start time.
+    """
+    return DatabaseNow(offset.total_seconds())
+
+
+@compiles(DatabaseNow)
+def _postgres_now(element: DatabaseNow, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(now() + make_interval(secs => {compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(DatabaseNow, "sqlite")
+def _sqlite_now(element: DatabaseNow, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLAlchemy stores datetimes in SQLite as 'YYYY-MM-DD HH:MM:SS.ffffff' text: the same
+    # shape (milliseconds padded to microseconds) compares correctly as text and reads back.
+    offset = compiler.process(element.clauses, **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', {offset} || ' seconds') || '000')"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

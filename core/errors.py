@@ -8,6 +8,7 @@
     ├── CursorExpired             sync token / cursor no longer valid (410): full resync
     ├── NotFound                  the calendar or workspace is gone upstream
     ├── SyncBusy                  another run still holds this row's sync lease (retryable)
+    ├── LeaseLost                 this run's lease expired or was taken: it must write nothing more
     └── InvalidRequest            the provider rejected our request (a bug on our side)
 
 The flow decides retry vs fail from the type alone (`is_retryable`). `user_message` is what the
@@ -63,8 +64,14 @@ class NotFound(SyncError):
 
 
 class SyncBusy(SyncError):
-    user_message = "Another sync of this calendar is still running; this one will retry."
+    user_message = "Another sync of this item is still running; this one will retry."
     retryable = True
+
+
+class LeaseLost(SyncError):
+    """Not retried: the run that took the lease over does the work; a retry would only redo it."""
+
+    user_message = "This sync stalled and a newer one took over; the newer sync's result stands."
 
 
 class InvalidRequest(SyncError):

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     fallback_sync_interval_minutes: int = Field(
         default=30, ge=1, validation_alias=AliasChoices("CALSYNC_FALLBACK_SYNC_INTERVAL_MINUTES")
     )
+    # How long a sync's lease on its row lasts without renewal (runs renew it as pages arrive):
+    # a stalled run loses it after this and may then write nothing more.
+    sync_lease_ttl_s: float = Field(
+        default=180.0, gt=0, validation_alias=AliasChoices("CALSYNC_SYNC_LEASE_TTL_S")
+    )
     # Off in tests and benchmarks, so scheduled sweeps never fire in the middle of a measurement.
     schedules_active: bool = Field(
         default=True, validation_alias=AliasChoices("CALSYNC_SCHEDULES_ACTIVE")

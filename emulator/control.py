@@ -53,6 +53,7 @@ class FaultIn(ControlBody):
     retry_after: float | None = Field(default=None, ge=0)
     reason: str | None = None
     delay_s: float = Field(default=0.0, ge=0)
+    delay_response: bool = False
     after: int = Field(default=0, ge=0)
     drop: bool = False
 

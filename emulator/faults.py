@@ -33,6 +33,9 @@ class FaultRule:
     retry_after: float | None = None
     reason: str | None = None
     delay_s: float = 0.0
+    # Delay the handler's response instead of the request: what it returns was true before
+    # the wait (a slow link rather than a slow server).
+    delay_response: bool = False
     after: int = 0
     # Cut the connection mid-response (headers promise more body than is sent).
     drop: bool = False
@@ -53,6 +56,7 @@ class FaultRule:
             "retry_after": self.retry_after,
             "reason": self.reason,
             "delay_s": self.delay_s,
+            "delay_response": self.delay_response,
             "after": self.after,
             "drop": self.drop,
             "fired": self.fired,
@@ -63,6 +67,7 @@ class Faults:
     def __init__(self) -> None:
         self.rules: list[FaultRule] = []
         self.calls: Counter[str] = Counter()
+        self._cleared = asyncio.Event()
 
     def add(self, rule: FaultRule) -> FaultRule:
         rule.id = rule.id or f"fault-{secrets.token_hex(4)}"
@@ -70,7 +75,15 @@ class Faults:
         return rule
 
     def clear(self) -> None:
+        """Drop every rule; requests still waiting out a delay go on at once."""
         self.rules.clear()
+        self._cleared.set()
+        self._cleared = asyncio.Event()
+
+    async def delay(self, seconds: float) -> None:
+        """Wait `seconds`, or until the faults are cleared (a test lets a stalled call go)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._cleared.wait(), seconds)
 
     def on_request(self, endpoint: str) -> FaultRule | None:
         """Count the call and pick the first rule due to fire; every pending rule sees it."""
@@ -124,9 +137,13 @@ def emulated(
         async def wrapper(request: Request) -> Response:
             state: EmulatorState = request.app.state.emulator
             rule = state.faults.on_request(endpoint)
+            if rule is not None and rule.delay_response:
+                response = await handler(request)
+                await state.faults.delay(rule.delay_s)
+                return response
             if rule is not None:
                 if rule.delay_s:
-                    await asyncio.sleep(rule.delay_s)
+                    await state.faults.delay(rule.delay_s)
                 if rule.drop:
                     return DroppedResponse()
                 if rule.status is not None:

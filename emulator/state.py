@@ -97,6 +97,7 @@ class EmulatorState:
         self.linear = LinearState()
 
     def reset(self) -> None:
+        self.faults.clear()  # lets requests still waiting out a delay go on
         self.faults = Faults()
         self.google = GoogleState()
         self.linear = LinearState()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.client.schemas.objects import FlowRun, State
 from prefect.runtime import flow_run
 from sqlalchemy import select
 
@@ -15,7 +13,7 @@ from core.db import session_factory, session_scope
 from core.models import CalendarConnection, ExternalCalendar
 from core.sync.calendar import CalendarSyncEngine, PassProgress
 from core.sync.progress import stored_event_count
-from core.sync_lease import SyncLease, release
+from core.sync_lease import SyncLease
 from flows.hooks import SyncHooks
 from flows.progress import ProgressReporter
 from flows.runs import current_run_id, retry_on_transient, safe_failures
@@ -74,22 +72,12 @@ def sync_calendar_events(external_calendar_id: uuid.UUID) -> dict[str, Any]:
 
             with safe_failures():
                 engine = CalendarSyncEngine()
-                counts = engine.sync(external_calendar_id, on_page=log_page).as_dict()
+                counts = engine.sync(
+                    external_calendar_id, on_page=log_page, lease=lease.token
+                ).as_dict()
             reporter.finish()
     logger.info("sync lease released")
     return counts
-
-
-def release_sync_lease(flow: Any, run: FlowRun, state: State) -> None:
-    """A crashed or cancelled run's process may be gone: free its lease now, not at expiry."""
-    raw_id = run.parameters.get("external_calendar_id")
-    if raw_id is None:
-        return
-    try:
-        with session_scope() as session:
-            release(session, uuid.UUID(str(raw_id)), run.id)
-    except Exception:
-        logging.getLogger(__name__).exception("could not release the lease of run %s", run.id)
 
 
 @flow(
@@ -97,8 +85,8 @@ def release_sync_lease(flow: Any, run: FlowRun, state: State) -> None:
     flow_run_name=calendar_run_name,
     description="Sync one Google calendar into the events table (IDs in, counts out).",
     on_failure=[HOOKS.on_failure],
-    on_crashed=[HOOKS.on_crashed, release_sync_lease],
-    on_cancellation=[HOOKS.on_cancellation, release_sync_lease],
+    on_crashed=[HOOKS.on_crashed, HOOKS.release_lease],
+    on_cancellation=[HOOKS.on_cancellation, HOOKS.release_lease],
     persist_result=False,
 )
 async def sync_calendar(external_calendar_id: uuid.UUID) -> dict[str, Any]:

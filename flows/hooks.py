@@ -2,7 +2,8 @@
 
 Prefect calls `on_failure` in the flow's process, and `on_crashed` / `on_cancellation` in the
 runner when the flow's process dies or is cancelled. Every hook is guarded by the run ID, so a
-late hook of an old run never overwrites the state of a newer one.
+late hook of an old run never overwrites the state of a newer one. `release_lease` frees a
+crashed or cancelled run's sync lease at once instead of at its expiry.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prefect.client.schemas.objects import FlowRun, State
 
 from core.db import session_scope
 from core.errors import CANCELLED, CRASHED, safe_message_from_state, user_message_for
+from core.sync_lease import release
 from core.sync_state import SyncedModel, record_run_failed
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,17 @@ class SyncHooks:
         except Exception:
             # A hook must never raise into Prefect; the API fills the message from the state.
             logger.exception("could not record the failure of flow run %s", flow_run.id)
+
+    def release_lease(self, flow: Any, flow_run: FlowRun, state: State) -> None:
+        """A crashed or cancelled run's process may be gone: free its lease now."""
+        raw_id = flow_run.parameters.get(self.parameter)
+        if raw_id is None:
+            return
+        try:
+            with session_scope() as session:
+                release(session, uuid.UUID(str(raw_id)), flow_run.id, model=self.model)
+        except Exception:
+            logger.exception("could not release the lease of flow run %s", flow_run.id)
 
     def on_failure(self, flow: Any, flow_run: FlowRun, state: State) -> None:
         self._write(flow_run, failure_message(state))

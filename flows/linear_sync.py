@@ -12,9 +12,10 @@ from sqlalchemy import select
 from core.db import session_factory, session_scope
 from core.models import TaskConnection
 from core.sync.linear import sync_task_connection
+from core.sync_lease import SyncLease
 from flows.hooks import SyncHooks
 from flows.progress import ProgressReporter
-from flows.runs import retry_on_transient, safe_failures
+from flows.runs import current_run_id, retry_on_transient, safe_failures
 from flows.sync_job import run_sync_job
 
 HOOKS = SyncHooks(TaskConnection, "task_connection_id")
@@ -45,15 +46,27 @@ def linear_run_name() -> str:
 )
 def sync_linear_issues(task_connection_id: uuid.UUID) -> dict[str, Any]:
     logger = get_run_logger()
-    with ProgressReporter(f"linear-sync-progress-{task_connection_id}", "Linear sync") as reporter:
+    sessions = session_factory()
+    # One active sync per connection, whichever path started this run (core/sync_lease.py).
+    with (
+        SyncLease(
+            task_connection_id, current_run_id(), sessions=sessions, model=TaskConnection
+        ) as lease,
+        ProgressReporter(f"linear-sync-progress-{task_connection_id}", "Linear sync") as reporter,
+    ):
+        logger.info("sync lease taken after %.1fs", lease.waited_s)
 
         def log_page(pages: int, items: int) -> None:
+            lease.keep_alive()
             reporter.page(pages, items)
             logger.info("page %d done, %d issues so far", pages, items)
 
         with safe_failures():
-            counts = sync_task_connection(session_factory(), task_connection_id, on_page=log_page)
+            counts = sync_task_connection(
+                sessions, task_connection_id, on_page=log_page, lease=lease.token
+            )
         reporter.finish()
+    logger.info("sync lease released")
     return counts.as_dict()
 
 
@@ -62,8 +75,8 @@ def sync_linear_issues(task_connection_id: uuid.UUID) -> dict[str, Any]:
     flow_run_name=linear_run_name,
     description="Sync one Linear workspace's issues assigned to the user (IDs in, counts out).",
     on_failure=[HOOKS.on_failure],
-    on_crashed=[HOOKS.on_crashed],
-    on_cancellation=[HOOKS.on_cancellation],
+    on_crashed=[HOOKS.on_crashed, HOOKS.release_lease],
+    on_cancellation=[HOOKS.on_cancellation, HOOKS.release_lease],
     persist_result=False,
 )
 async def sync_linear(task_connection_id: uuid.UUID) -> dict[str, Any]:

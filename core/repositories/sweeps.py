@@ -75,18 +75,20 @@ def _task_connection_candidates(
         .where(TaskConnection.status == ConnectionStatus.ACTIVE, *conditions)
         .order_by(TaskConnection.id)
     )
-    # Linear syncs take no lease: at most one run per connection comes from coalescing alone.
+    # Sweeps never start follow-ups, the only start decision a lease owner informs.
     return [SyncCandidate(row_id, latest, None, user_id) for row_id, latest, user_id in rows]
 
 
 def stale_task_connections(session: Session, synced_before: datetime) -> list[SyncCandidate]:
-    """Usable Linear connections not synced since `synced_before`."""
+    """Usable Linear connections not synced since `synced_before`, no sync holding their
+    lease."""
     return _task_connection_candidates(
         session,
         or_(
             TaskConnection.last_synced_at.is_(None),
             TaskConnection.last_synced_at < synced_before,
         ),
+        lease_free(TaskConnection),
     )
 
 

@@ -1,5 +1,6 @@
 """Calendar sync engine: Google event pages -> one upsert per page -> sync token at the end.
 
+Given the run's lease token, every write of a pass is fenced by it (core/sync_lease.py).
 Pure of orchestration: Prefect wraps it in `flows/calendar_sync.py`, benchmarks call it directly.
 """
 
@@ -28,7 +29,7 @@ from core.settings import Settings, get_settings
 from core.sync.event_rows import event_row
 from core.sync.prefetch import prefetched
 from core.sync.probe import ProbeResult
-from core.sync_lease import lease_free
+from core.sync_lease import LeaseToken, lease_free
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +129,13 @@ class CalendarSyncEngine:
         self.sessions = sessions or default_session_factory()
 
     def sync(
-        self, calendar_id: uuid.UUID, on_page: PageCallback | None = None
+        self,
+        calendar_id: uuid.UUID,
+        on_page: PageCallback | None = None,
+        lease: LeaseToken | None = None,
     ) -> CalendarSyncCounts:
+        """One pass (two if the sync token expired). With `lease`, each page, the final sweep
+        and the cursor are written only while it holds; otherwise `LeaseLost` ends the pass."""
         target = self.load(calendar_id)
         if target is None:
             logger.info("calendar %s is disabled or gone; nothing to sync", calendar_id)
@@ -137,12 +143,12 @@ class CalendarSyncEngine:
         with self.client(target) as client:
             if target.sync_token:
                 try:
-                    return self._pass(target, client, full=False, on_page=on_page)
+                    return self._pass(target, client, full=False, on_page=on_page, lease=lease)
                 except CursorExpired:
                     logger.info("sync token expired for calendar %s: full resync", calendar_id)
-                    counts = self._pass(target, client, full=True, on_page=on_page)
+                    counts = self._pass(target, client, full=True, on_page=on_page, lease=lease)
                     return CalendarSyncCounts(**{**counts.as_dict(), "resynced_after_expiry": True})
-            return self._pass(target, client, full=True, on_page=on_page)
+            return self._pass(target, client, full=True, on_page=on_page, lease=lease)
 
     def probe(self, calendar_id: uuid.UUID) -> ProbeResult:
         """Ask Google for the smallest page of changes since the cursor, without syncing.
@@ -287,6 +293,7 @@ class CalendarSyncEngine:
         *,
         full: bool,
         on_page: PageCallback | None,
+        lease: LeaseToken | None,
     ) -> CalendarSyncCounts:
         """One complete listing; on a full pass, rows not written since it began are swept."""
         started = utcnow()
@@ -306,7 +313,10 @@ class CalendarSyncEngine:
 
         def write(page: PreparedPage) -> tuple[int, int, int, int]:
             with self.sessions.begin() as session:
-                return self._apply_page(session, target, page)
+                counts = self._apply_page(session, target, page)
+                if lease is not None:
+                    lease.check(session)
+                return counts
 
         # Fetching, parsing and building rows run in the prefetch thread; on PostgreSQL two
         # writers (each its own connection and transaction) load pages side by side, so the
@@ -341,20 +351,24 @@ class CalendarSyncEngine:
                     settle(0)
             settle(0)
         with self.sessions.begin() as session:
+            values: dict[str, object] = {"last_synced_at": utcnow()}
+            if next_sync_token:
+                values["sync_token"] = next_sync_token
+            # The cursor first: fenced, it also locks the row until the sweep below commits.
+            if lease is not None:
+                lease.update(session, **values)
+            else:
+                session.execute(
+                    update(ExternalCalendar)
+                    .where(ExternalCalendar.id == target.calendar_id)
+                    .values(**values)
+                )
             if full:
                 deleted += session.execute(
                     delete(Event).where(
                         Event.external_calendar_id == target.calendar_id, Event.synced_at < started
                     )
                 ).rowcount  # type: ignore[attr-defined]
-            values: dict[str, object] = {"last_synced_at": utcnow()}
-            if next_sync_token:
-                values["sync_token"] = next_sync_token
-            session.execute(
-                update(ExternalCalendar)
-                .where(ExternalCalendar.id == target.calendar_id)
-                .values(**values)
-            )
         logger.info(
             "calendar %s %s pass: %d pages, %d created, %d updated, %d deleted",
             target.calendar_id,

@@ -3,6 +3,7 @@
 Keeps the viewer's open work only. A full pass (first run, then every `full_pass_every`) is mark
 and sweep: rows it did not write are deleted at the end. In between, incremental passes read what
 changed since the watermark (minus an overlap), including issues that left the viewer.
+Given the run's lease token, every write of a pass is fenced by it (core/sync_lease.py).
 Pure of orchestration: Prefect wraps it in `flows/linear_sync.py`, benchmarks call it directly.
 """
 
@@ -33,6 +34,7 @@ from core.providers.linear import (
 from core.settings import get_settings
 from core.sync.prefetch import prefetched
 from core.sync.upsert import upsert_rows
+from core.sync_lease import LeaseToken
 
 logger = logging.getLogger(__name__)
 
@@ -131,24 +133,32 @@ def sync_task_connection(
     on_page: PageCallback | None = None,
     full_pass_every: timedelta = FULL_PASS_EVERY,
     page_size: int = MAX_PAGE_SIZE,
+    lease: LeaseToken | None = None,
 ) -> LinearSyncCounts:
     """Bring the connection's task items in line with the viewer's open Linear issues.
 
     `now` is the clock (default: UTC wall time); `on_page(pages_done, items_done)` reports
     progress. Raises NeedsReauth (after marking the connection, without deleting anything) when
     Linear rejects the credentials, and the other `core.errors` types as the client raises them.
+    With `lease`, each page, the final sweep and the watermark are written only while it holds;
+    otherwise `LeaseLost` ends the pass.
     """
-    engine = _Engine(session_factory, client_factory or _default_client, now or utcnow)
+    engine = _Engine(session_factory, client_factory or _default_client, now or utcnow, lease)
     return engine.sync(task_connection_id, on_page, full_pass_every, page_size)
 
 
 class _Engine:
     def __init__(
-        self, sessions: sessionmaker[Session], client_factory: ClientFactory, clock: Clock
+        self,
+        sessions: sessionmaker[Session],
+        client_factory: ClientFactory,
+        clock: Clock,
+        lease: LeaseToken | None,
     ) -> None:
         self.sessions = sessions
         self.client_factory = client_factory
         self.clock = clock
+        self.lease = lease
 
     def sync(
         self,
@@ -278,6 +288,8 @@ class _Engine:
         ):
             with self.sessions.begin() as session:
                 c, u, d = self._apply_page(session, target.connection_id, page)
+                if self.lease is not None:
+                    self.lease.check(session)
             created, updated, deleted = created + c, updated + u, deleted + d
             pages += 1
             items += len(page.issues)
@@ -288,6 +300,21 @@ class _Engine:
             if on_page is not None:
                 on_page(pages, items)
         with self.sessions.begin() as session:
+            values: dict[str, object] = {
+                "issues_watermark": watermark,
+                "last_synced_at": self.clock(),
+            }
+            if full:
+                values["last_full_sync_at"] = started
+            # The watermark first: fenced, it also locks the row until the sweep below commits.
+            if self.lease is not None:
+                self.lease.update(session, **values)
+            else:
+                session.execute(
+                    update(TaskConnection)
+                    .where(TaskConnection.id == target.connection_id)
+                    .values(**values)
+                )
             if full:
                 deleted += session.execute(
                     delete(TaskItem).where(
@@ -295,17 +322,6 @@ class _Engine:
                         TaskItem.synced_at < sweep_before,
                     )
                 ).rowcount  # type: ignore[attr-defined]
-            values: dict[str, object] = {
-                "issues_watermark": watermark,
-                "last_synced_at": self.clock(),
-            }
-            if full:
-                values["last_full_sync_at"] = started
-            session.execute(
-                update(TaskConnection)
-                .where(TaskConnection.id == target.connection_id)
-                .values(**values)
-            )
         logger.info(
             "task connection %s %s pass: %d pages, %d created, %d updated, %d deleted",
             target.connection_id,

@@ -20,6 +20,7 @@ from core.providers.linear import AuthKind, IssuePage, LinearClient
 from core.settings import get_settings
 from core.sync.linear import FULL_PASS_EVERY, TOKEN_REFRESH_MARGIN, WATERMARK_OVERLAP, is_open_for
 from core.sync.probe import ProbeResult
+from core.sync_lease import lease_free
 
 # Small enough to stay one cheap request; a full page means "more than a probe should judge".
 PROBE_PAGE_SIZE = 25
@@ -105,7 +106,12 @@ def probe_linear_connection(
         seen = page.max_updated_at
         moved = session.execute(
             update(TaskConnection)
-            .where(TaskConnection.id == connection_id, TaskConnection.issues_watermark == watermark)
+            .where(
+                TaskConnection.id == connection_id,
+                TaskConnection.issues_watermark == watermark,
+                # A sync's result always wins over a probe's.
+                lease_free(TaskConnection),
+            )
             .values(
                 last_synced_at=now,
                 issues_watermark=seen if seen is not None and seen > watermark else watermark,
