@@ -28,6 +28,10 @@ class LinearEmulator:
 
     def reset(self) -> None:
         self._post("/reset")
+        self.clear_faults()
+
+    def clear_faults(self) -> None:
+        """Drop every fault; calls still held by a delay go on at once."""
         httpx.delete(f"{self.base_url}/_control/faults").raise_for_status()
 
     def workspace(self, name: str = "Acme") -> dict[str, Any]:
