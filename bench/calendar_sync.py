@@ -1,5 +1,7 @@
 """Full sync of a 50,000-event calendar into the app database, beside a naive per-row ORM baseline.
 
+The measured sync holds the calendar's lease and fences its writes with it, as a flow run does.
+
 `python -m bench.calendar_sync --json` prints one JSON line.
 """
 
@@ -115,8 +117,10 @@ def run(events: int, naive_events: int) -> dict[str, Any]:
 
     with emulator_process() as emulator, throwaway_database() as (db_url, db_kind):
         _configure(db_url, emulator)
+        from core.db import session_factory
         from core.migrate import upgrade
         from core.sync.calendar import CalendarSyncEngine
+        from core.sync_lease import SyncLease
 
         upgrade(db_url)
         engine = CalendarSyncEngine()
@@ -131,7 +135,8 @@ def run(events: int, naive_events: int) -> dict[str, Any]:
         gc.collect()
         with peak_rss_growth() as big_rss:
             started = time.perf_counter()
-            counts = engine.sync(big_row)
+            with SyncLease(big_row, uuid.uuid4(), sessions=session_factory()) as lease:
+                counts = engine.sync(big_row, lease=lease.token)
             elapsed = time.perf_counter() - started
         assert counts.created == events, counts
 
