@@ -71,7 +71,7 @@ class SyncBusy(SyncError):
 class LeaseLost(SyncError):
     """Not retried: the run that took the lease over does the work; a retry would only redo it."""
 
-    user_message = "This sync stalled and a newer one took over; the newer sync's result stands."
+    user_message = "This sync stalled for too long and was stopped; a newer sync takes its place."
 
 
 class InvalidRequest(SyncError):

@@ -43,6 +43,10 @@ POLL_S = 0.25
 _NO_SYNC = {"synchronize_session": False}
 
 
+def _row_name(model: LeasedModel, row_id: uuid.UUID) -> str:
+    return f"{model.__tablename__} row {row_id}"
+
+
 def lease_ttl() -> timedelta:
     return timedelta(seconds=get_settings().sync_lease_ttl_s)
 
@@ -83,7 +87,7 @@ class LeaseToken:
             select(self.model.id).where(self.holds()).with_for_update(read=True)
         ).first()
         if held is None:
-            raise LeaseLost(f"lost the sync lease of {self._name()}")
+            raise LeaseLost(f"lost the sync lease of {_row_name(self.model, self.row_id)}")
 
     def update(self, session: Session, **values: Any) -> None:
         """A fenced UPDATE of the leased row itself (the pass's cursor); raises `LeaseLost`
@@ -92,10 +96,7 @@ class LeaseToken:
             update(self.model).where(self.holds()).values(**values).execution_options(**_NO_SYNC)
         )
         if not result.rowcount:  # type: ignore[attr-defined]
-            raise LeaseLost(f"lost the sync lease of {self._name()}")
-
-    def _name(self) -> str:
-        return f"{self.model.__tablename__} row {self.row_id}"
+            raise LeaseLost(f"lost the sync lease of {_row_name(self.model, self.row_id)}")
 
 
 def try_acquire(
@@ -197,9 +198,7 @@ class SyncLease:
         started = time.monotonic()
         while (token := self._try()) is None:
             if time.monotonic() - started > self._wait.total_seconds():
-                raise SyncBusy(
-                    f"{self.model.__tablename__} row {self.row_id} is still being synced"
-                )
+                raise SyncBusy(f"{_row_name(self.model, self.row_id)} is still being synced")
             self._sleep(POLL_S)
         self._token = token
         self._extended_at = time.monotonic()
@@ -212,7 +211,7 @@ class SyncLease:
             return
         with self._sessions.begin() as session:
             if not extend(session, self.token, ttl=self._ttl):
-                raise LeaseLost(f"lost the sync lease of {self.model.__tablename__} {self.row_id}")
+                raise LeaseLost(f"lost the sync lease of {_row_name(self.model, self.row_id)}")
         self._extended_at = time.monotonic()
 
     def __exit__(
