@@ -8,10 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prefect.deployments import run_deployment
 
 from core.providers.linear import LINEAR_REAUTH_MESSAGE
+from deployments.names import LINEAR_SYNC
 from tests.linear.support import LinearEmulator, add_connection, load_connection, stored_items
 from tests.support.auth import bearer
+from tests.support.prefect_runs import lease_periods, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +75,21 @@ def test_revoked_linear_key_fails_with_safe_message_and_keeps_tasks(
     intruder = httpx.Client(base_url=api_url, headers=bearer(f"other-{uuid.uuid4().hex[:6]}"))
     assert intruder.get(f"/sync-runs/{second}").status_code == 404
     assert intruder.get("/me/tasks").json()["items"] == []
+
+
+def test_two_runs_started_by_hand_never_sync_one_connection_at_once(
+    connected, linear, viewer, sessions
+) -> None:
+    _, connection_id = connected
+    # Every page is slow, so runs that overlapped would overlap for real.
+    linear.fault(endpoint="linear.graphql", delay_s=1.0, count=4)
+    parameters = {"task_connection_id": str(connection_id)}
+    # Started by hand, the deployment skips every coalescing rule: only the lease keeps them apart.
+    runs = [run_deployment(LINEAR_SYNC, parameters=parameters, timeout=0) for _ in range(2)]
+
+    finished = [wait_for(run.id, timeout_s=180) for run in runs]
+
+    assert all(run.state is not None and run.state.is_completed() for run in finished)
+    first, second = sorted(lease_periods([run.id for run in runs]).values())
+    assert second[0] >= first[1], (first, second)
+    assert set(stored_items(sessions, connection_id)) == set(linear.truth(viewer["id"]))
