@@ -37,7 +37,6 @@ async def run_sync_job(
     try:
         counts = work()
     except RateLimitedUntil as exc:
-        logger.warning("%s sync rate limited until %s", kind, exc.retry_at.isoformat())
         await reschedule_run(model, row_id, run_id, exc)
     except Exception as exc:
         logger.error("%s sync failed: %s: %s", kind, type(exc).__name__, exc)
