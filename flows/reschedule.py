@@ -14,10 +14,11 @@ from typing import NoReturn
 from prefect import get_client, get_run_logger
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import Pause
+from prefect.runtime import deployment
 from prefect.states import AwaitingRetry
 
 from core.db import session_scope
-from core.errors import RateLimitedUntil, SyncFailed
+from core.errors import RateLimited, RateLimitedUntil, SyncFailed
 from core.sync_state import SyncedModel, record_run_rescheduled
 
 
@@ -26,6 +27,9 @@ async def reschedule_run(
 ) -> NoReturn:
     """Put this run back in the schedule for `error.retry_at` and end its process cleanly."""
     logger = get_run_logger()
+    if deployment.get_id() is None:
+        # Called in-process (no deployment): nothing would start it again, so fail it.
+        raise SyncFailed(RateLimited.user_message) from None
     with session_scope() as session:
         record_run_rescheduled(session, model, row_id, run_id, error.user_message)
     async with get_client() as client:
@@ -33,8 +37,8 @@ async def reschedule_run(
             run_id, AwaitingRetry(scheduled_time=error.retry_at, message=error.user_message)
         )
     if result.status != SetStateStatus.ACCEPT or result.state is None:
-        # Cancelled meanwhile, or Prefect refused: end as a failure with the same safe message.
-        raise SyncFailed(error.user_message)
+        # Cancelled meanwhile, or Prefect refused: a failure, which the next sync retries.
+        raise SyncFailed(RateLimited.user_message) from None
     logger.info("rate limited: run rescheduled for %s", error.retry_at.isoformat())
     # Prefect's own way out of a run whose state now lives on the server (as when a run is
     # suspended): the engine exits without proposing another state, the process exits 0.

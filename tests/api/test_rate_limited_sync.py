@@ -3,6 +3,7 @@ time Google named, shows pending with the reason meanwhile, and then completes."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -10,7 +11,9 @@ import httpx
 import pytest
 
 from core.db import session_scope
+from core.errors import RateLimited, safe_message_from_state
 from core.models import ExternalCalendar
+from flows.calendar_sync import sync_calendar
 from tests.support.auth import bearer
 from tests.support.google import GoogleEmulator, seed_calendar
 from tests.support.prefect_runs import read_run
@@ -71,3 +74,20 @@ def test_long_retry_after_reschedules_the_run_and_it_completes_then(
         row = session.get(ExternalCalendar, row_id)
         assert row is not None and row.last_sync_error_message is None
         assert str(row.latest_sync_flow_run_id) == run_id
+
+
+def test_without_a_deployment_to_start_it_again_a_long_rate_limit_fails_the_run(
+    prefect_server: str, database: str, google: GoogleEmulator
+) -> None:
+    account = google.account()
+    cal = google.calendar(account["email"], "Work")
+    row_id = seed_calendar(account, cal, user_id=f"user-{uuid.uuid4().hex[:8]}")
+    google.fault(endpoint="events.list", status=429, retry_after=RETRY_AFTER_S, count=1)
+
+    state = asyncio.run(sync_calendar(row_id, return_state=True))  # type: ignore[call-overload]
+
+    assert state.is_failed()
+    assert safe_message_from_state(state.message) == RateLimited.user_message
+    with session_scope() as session:
+        row = session.get(ExternalCalendar, row_id)
+        assert row is not None and row.last_sync_error_message == RateLimited.user_message
