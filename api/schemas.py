@@ -31,7 +31,11 @@ class RunStatusOut(BaseModel):
 
     flow_run_id: uuid.UUID
     status: RunStatus = Field(description="pending, running, completed, failed or canceled.")
-    error: str | None = Field(None, description="A user-safe message when failed or canceled.")
+    error: str | None = Field(
+        None,
+        description="A user-safe message when failed or canceled, or why a pending run waits "
+        "(a provider's rate limit: 'Google is rate-limiting requests; retrying at 14:05 UTC.').",
+    )
     started_at: datetime | None = None
     ended_at: datetime | None = None
     progress: ProgressOut | None = Field(

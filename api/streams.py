@@ -42,10 +42,9 @@ def _row_error(user_id: str, run_id: uuid.UUID) -> str | None:
         return owned.error_message if owned else None
 
 
-async def _final_info(user_id: str, info: RunInfo) -> RunInfo:
-    """As the status route does: the message our hooks stored beats the one from the state."""
-    if info.status == RunStatus.COMPLETED:
-        return info
+async def _with_row_message(user_id: str, info: RunInfo) -> RunInfo:
+    """As the status route does: the message our hooks stored beats the one from the state, and
+    a pending run rescheduled by a rate limit says when it retries."""
     return with_row_error(info, await run_in_threadpool(_row_error, user_id, info.id))
 
 
@@ -75,8 +74,8 @@ async def run_stream(
         while update is not None:
             if update.event_id > sent:
                 info = update.info
-                if info.status.is_final:
-                    info = await _final_info(user_id, info)
+                if info.status in {RunStatus.PENDING, RunStatus.FAILED, RunStatus.CANCELED}:
+                    info = await _with_row_message(user_id, info)
                 yield _status_event(update, info)
                 sent = update.event_id
             if update.info.status.is_final:
@@ -90,9 +89,7 @@ def _user_runs(user_id: str) -> dict[uuid.UUID, UserRun]:
 
 
 def _live_out(row: UserRun, update: RunUpdate) -> LiveRunOut:
-    info = update.info
-    if info.status.is_final:
-        info = with_row_error(info, row.error_message)
+    info = with_row_error(update.info, row.error_message)
     out = RunStatusOut.from_info(info, update.progress)
     is_calendar = row.model is ExternalCalendar
     return LiveRunOut(

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from starlette.concurrency import run_in_threadpool
 
-from api.orchestrator import Orchestrator, RunInfo
+from api.orchestrator import Orchestrator, RunInfo, RunStatus
 from core.db import session_scope
 from core.repositories.runs import OwnedRun, fill_missing_error, owned_run
 from core.run_starts import LatestRun, plan_start, restart_key
@@ -113,9 +113,14 @@ def _fill(owned: OwnedRun, run_id: uuid.UUID, message: str) -> None:
 
 
 def with_row_error(info: RunInfo, row_error: str | None) -> RunInfo:
-    """Prefer the message our hooks wrote; fall back to the one derived from the final state."""
-    if info.status.is_final and info.status.value != "completed" and row_error:
-        return RunInfo(info.id, info.status, row_error, info.started_at, info.ended_at)
+    """Prefer the message our hooks wrote; fall back to the one derived from the final state.
+
+    A pending run with a message on its row was rescheduled by a rate limit (flows/reschedule.py:
+    "...retrying at 14:05 UTC"); starting it again clears the message.
+    """
+    shown = info.status in {RunStatus.PENDING, RunStatus.FAILED, RunStatus.CANCELED}
+    if shown and row_error:
+        return replace(info, error=row_error)
     return info
 
 

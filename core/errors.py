@@ -4,6 +4,7 @@
     ├── AuthError                 provider rejected our credentials
     │   └── NeedsReauth           refresh token revoked/expired: the user must reconnect
     ├── RateLimited               provider asked us to slow down (retryable)
+    │   └── RateLimitedUntil      ...for longer than a request waits: the run is rescheduled
     ├── TransientProviderError    5xx, timeouts, dropped connections (retryable)
     ├── CursorExpired             sync token / cursor no longer valid (410): full resync
     ├── NotFound                  the calendar or workspace is gone upstream
@@ -11,11 +12,14 @@
     ├── LeaseLost                 this run's lease expired or was taken: it must write nothing more
     └── InvalidRequest            the provider rejected our request (a bug on our side)
 
-The flow decides retry vs fail from the type alone (`is_retryable`). `user_message` is what the
+The flow decides retry vs fail from the type alone (`is_retryable`: the task's short retries;
+`RateLimitedUntil`: the whole run again at `retry_at`). `user_message` is what the
 frontend and the Prefect state show: never a stack trace, a token or a provider's raw body.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 
 class SyncError(Exception):
@@ -53,6 +57,25 @@ class TransientProviderError(SyncError):
 
 class RateLimited(TransientProviderError):
     user_message = "The provider is rate limiting us. The sync will be retried shortly."
+
+
+class RateLimitedUntil(RateLimited):
+    """The provider asked us to wait longer than one request (or one sync) absorbs."""
+
+    # The task's retries come seconds later and would only be refused again: the flow
+    # reschedules the whole run for `retry_at` instead.
+    retryable = False
+
+    def __init__(self, detail: str, *, retry_at: datetime, provider: str) -> None:
+        retry_at = retry_at.astimezone(UTC)
+        super().__init__(
+            detail,
+            retry_after_s=max(0.0, (retry_at - datetime.now(UTC)).total_seconds()),
+            user_message=(
+                f"{provider} is rate-limiting requests; retrying at {retry_at:%H:%M} UTC."
+            ),
+        )
+        self.retry_at = retry_at
 
 
 class CursorExpired(SyncError):

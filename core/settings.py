@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     google_request_timeout_s: float = Field(
         default=30.0, gt=0, validation_alias=AliasChoices("GOOGLE_REQUEST_TIMEOUT_S")
     )
+    # The longest Retry-After one Google request waits out in place; a longer one reschedules the
+    # whole run for the time Google named (a short setting lets tests see that quickly).
+    google_rate_limit_max_wait_s: float = Field(
+        default=10.0, gt=0, validation_alias=AliasChoices("GOOGLE_RATE_LIMIT_MAX_WAIT_S")
+    )
+    # Rate-limit waits one Linear sync absorbs in total; past that the run is rescheduled.
+    linear_rate_limit_max_wait_s: float = Field(
+        default=30.0, gt=0, validation_alias=AliasChoices("LINEAR_RATE_LIMIT_MAX_WAIT_S")
+    )
     linear_api_url: str = Field(
         default="https://api.linear.app/graphql", validation_alias=AliasChoices("LINEAR_API_URL")
     )

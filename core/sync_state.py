@@ -64,3 +64,15 @@ def record_run_succeeded(
         .where(model.id == row_id, model.latest_sync_flow_run_id == flow_run_id)
         .values(last_sync_error_message=None)
     )
+
+
+def record_run_rescheduled(
+    session: Session,
+    model: SyncedModel,
+    row_id: uuid.UUID,
+    flow_run_id: uuid.UUID,
+    message: str,
+) -> bool:
+    """Store why the run waits ("...retrying at 14:05 UTC"), guarded like a failure; the run's
+    own restart clears it (`record_run_started`)."""
+    return record_run_failed(session, model, row_id, flow_run_id, message)

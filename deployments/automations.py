@@ -36,11 +36,15 @@ FINAL_EVENTS = (
     "prefect.flow-run.Cancelled",
     "prefect.flow-run.Crashed",
 )
+# A rate-limited run goes back to the schedule (flows/reschedule.py): its process ends on
+# purpose, so its heartbeats stop without a final state.
+RESCHEDULED_EVENT = "prefect.flow-run.AwaitingRetry"
 
 
 def crash_silent_runs(timeout_s: int = DEFAULT_TIMEOUT_S) -> AutomationCore:
     """After each heartbeat of a run tagged `calsync`, expect another heartbeat (or a final
-    state) within `timeout_s`; otherwise propose Crashed. A run already final refuses it."""
+    state, or its rescheduling) within `timeout_s`; otherwise propose Crashed. A run already
+    final refuses it."""
     return AutomationCore(
         name=NAME,
         description=(
@@ -49,7 +53,7 @@ def crash_silent_runs(timeout_s: int = DEFAULT_TIMEOUT_S) -> AutomationCore:
         ),
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
-            expect={"prefect.flow-run.heartbeat", *FINAL_EVENTS},
+            expect={"prefect.flow-run.heartbeat", RESCHEDULED_EVENT, *FINAL_EVENTS},
             match=ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"}),
             match_related=ResourceSpecification(
                 {"prefect.resource.id": f"prefect.tag.{RUN_TAG}", "prefect.resource.role": "tag"}

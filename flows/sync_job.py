@@ -9,8 +9,9 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
-from core.errors import SyncFailed, user_message_for
+from core.errors import RateLimitedUntil, SyncFailed, user_message_for
 from core.sync_state import SyncedModel
+from flows.reschedule import reschedule_run
 from flows.runs import add_run_tags, finish_run, start_run
 
 
@@ -26,7 +27,8 @@ async def run_sync_job(
     """Record this run on the row, tag it (provider, user), run the task, publish its counts.
 
     `label` is (display name, user id); `work` calls the flow's single task. Failures leave
-    Prefect with only the user-safe message (the hooks store it on the row).
+    Prefect with only the user-safe message (the hooks store it on the row); a long rate limit
+    reschedules the run (flows/reschedule.py).
     """
     logger = get_run_logger()
     run_id = start_run(model, row_id)
@@ -34,6 +36,8 @@ async def run_sync_job(
         await add_run_tags([f"provider:{provider}", f"user:{label[1]}"])
     try:
         counts = work()
+    except RateLimitedUntil as exc:
+        await reschedule_run(model, row_id, run_id, exc)
     except Exception as exc:
         logger.error("%s sync failed: %s: %s", kind, type(exc).__name__, exc)
         raise SyncFailed(user_message_for(exc)) from None

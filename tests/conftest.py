@@ -45,6 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "CALSYNC_JWT_SECRET": JWT_SECRET,
             # The runner serves the scheduled sweeps too; tests start them when they mean to.
             "CALSYNC_SCHEDULES_ACTIVE": "false",
+            # Rate limits longer than this reschedule the run: short, so tests see it in seconds.
+            "GOOGLE_RATE_LIMIT_MAX_WAIT_S": "2",
+            "LINEAR_RATE_LIMIT_MAX_WAIT_S": "2",
             "CALSYNC_STATE_SECRET": "calsync-test-state-secret",
             "GOOGLE_OAUTH_REDIRECT_URI": "http://app.calsync.test/connect/google",
             "LINEAR_CLIENT_ID": "calsync-linear-test",

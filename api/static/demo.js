@@ -45,6 +45,8 @@ function statusOf(run, enabled, lastSyncedAt) {
   if (run.status === "failed" || run.status === "canceled") {
     return { key: "failed", label: `Failed (${run.error || run.status})` };
   }
+  // A pending run with a message waits out a provider's rate limit ("…retrying at 14:05 UTC.").
+  if (run.status === "pending" && run.error) return { key: "syncing", label: `Waiting (${run.error})` };
   return { key: "syncing", label: "Syncing…" };
 }
 

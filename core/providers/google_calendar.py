@@ -30,6 +30,7 @@ from core.errors import (
     NeedsReauth,
     NotFound,
     RateLimited,
+    RateLimitedUntil,
     SyncError,
     TransientProviderError,
 )
@@ -41,8 +42,6 @@ logger = logging.getLogger(__name__)
 SCOPES = ["https://www.googleapis.com/auth/calendar.readonly"]
 MAX_PAGE_SIZE = 2500
 RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"}
-# Retry-After waits we absorb inside one request; longer ones go back to the task's retries.
-MAX_INLINE_WAIT_S = 10.0
 MAX_INLINE_ATTEMPTS = 3
 
 
@@ -139,6 +138,8 @@ class GoogleCalendarClient:
         )
         self._initial_token = access_token
         self._sleep = sleep
+        # Retry-After waits absorbed inside one request; a longer rate limit reschedules the run.
+        self._max_wait_s = settings.google_rate_limit_max_wait_s
         http = google_auth_httplib2.AuthorizedHttp(
             self._credentials,
             http=httplib2.Http(timeout=settings.google_request_timeout_s),
@@ -182,10 +183,15 @@ class GoogleCalendarClient:
                 OSError,
             ) as exc:
                 error = TransientProviderError(f"network error: {type(exc).__name__}")
-            if not isinstance(error, TransientProviderError) or attempt == MAX_INLINE_ATTEMPTS:
+            if not isinstance(error, TransientProviderError):
+                raise error
+            if isinstance(error, RateLimited) and (error.retry_after_s or 0) > self._max_wait_s:
+                retry_at = datetime.now(UTC) + timedelta(seconds=error.retry_after_s or 0)
+                raise RateLimitedUntil(str(error), retry_at=retry_at, provider="Google")
+            if attempt == MAX_INLINE_ATTEMPTS:
                 raise error
             wait = error.retry_after_s if error.retry_after_s is not None else 0.5 * 2**attempt
-            if wait > MAX_INLINE_WAIT_S:
+            if wait > self._max_wait_s:
                 raise error
             logger.info("Google answered %s; waiting %.1fs (attempt %d)", error, wait, attempt)
             self._sleep(wait)

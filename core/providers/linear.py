@@ -22,6 +22,7 @@ from core.errors import (
     InvalidRequest,
     NeedsReauth,
     RateLimited,
+    RateLimitedUntil,
     SyncError,
     TransientProviderError,
 )
@@ -33,8 +34,6 @@ AuthKind = Literal["api_key", "oauth"]
 
 LINEAR_REAUTH_MESSAGE = "Linear access was revoked or has expired: reconnect Linear."
 MAX_PAGE_SIZE = 250
-# Rate-limit waits absorbed by one client (one sync) in total; longer ones become RateLimited.
-MAX_RATE_LIMIT_WAIT_S = 30.0
 MIN_RATE_LIMIT_WAIT_S = 0.1
 MAX_TRANSIENT_ATTEMPTS = 3
 STATE_TYPES = frozenset({"triage", "backlog", "unstarted", "started", "completed", "canceled"})
@@ -219,7 +218,7 @@ class LinearClient:
         auth_kind: AuthKind = "api_key",
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
-        max_rate_limit_wait_s: float = MAX_RATE_LIMIT_WAIT_S,
+        max_rate_limit_wait_s: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         authorization = access_token if auth_kind == "api_key" else f"Bearer {access_token}"
@@ -231,7 +230,12 @@ class LinearClient:
         self._url = settings.linear_api_url
         self._sleep = sleep
         self._clock = clock
-        self._wait_budget_s = max_rate_limit_wait_s
+        # Rate-limit waits this client (one sync) absorbs in total; past it the run is rescheduled.
+        self._wait_budget_s = (
+            settings.linear_rate_limit_max_wait_s
+            if max_rate_limit_wait_s is None
+            else max_rate_limit_wait_s
+        )
         self._requests = 0
 
     @property
@@ -285,7 +289,8 @@ class LinearClient:
         # A reset already past (clock skew) still waits a little, so the budget always drains.
         wait = max(MIN_RATE_LIMIT_WAIT_S, wait)
         if wait > self._wait_budget_s:
-            raise error
+            retry_at = datetime.fromtimestamp(self._clock() + wait, UTC)
+            raise RateLimitedUntil(str(error), retry_at=retry_at, provider="Linear")
         self._wait_budget_s -= wait
         logger.info("Linear rate limit: waiting %.2fs for the reset", wait)
         self._sleep(wait)

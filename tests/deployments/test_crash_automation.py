@@ -96,3 +96,30 @@ def test_a_frozen_run_is_marked_crashed_and_the_api_reports_it_failed(
     assert status["status"] == "failed" and status["error"] == CRASHED
     calendar = client.get("/me/google-connection").json()[0]["calendars"][0]
     assert calendar["run"]["status"] == "failed" and calendar["run"]["error"] == CRASHED
+
+
+def test_a_run_waiting_out_a_rate_limit_is_not_crashed_for_its_silence(
+    crash_automation, api_url, google, database
+) -> None:
+    if not database.startswith("postgresql"):
+        pytest.skip("a minute of waiting past the automation's silence: once, on Postgres")
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    account = google.account()
+    cal = google.calendar(account["email"], "Rate limited")
+    google.bulk(cal["id"], 20)
+    row_id = seed_calendar(account, cal, user_id=user)
+    # Slow enough for the run's first heartbeat to arm the automation, then a Retry-After that
+    # keeps the run silent (its process gone) for longer than the automation tolerates.
+    google.fault(endpoint="events.list", status=429, retry_after=SILENCE_S + 15, delay_s=3, count=1)
+    client = httpx.Client(base_url=api_url, headers=bearer(user), timeout=10)
+    run_id = uuid.UUID(client.post(f"/calendars/{row_id}/sync").json()["flow_run_id"])
+    wait_for(run_id, lambda r: r.state_name == "AwaitingRetry")
+    wait_for_heartbeat(run_id)
+
+    run = wait_for(run_id, timeout_s=SILENCE_S + 90)
+
+    assert run.state is not None and run.state.is_completed(), run.state
+    with get_client(sync_client=True) as prefect:
+        names = [state.name for state in prefect.read_flow_run_states(run_id)]
+    assert "AwaitingRetry" in names and "Crashed" not in names, names
+    assert client.get(f"/sync-runs/{run_id}").json()["status"] == "completed"

@@ -6,12 +6,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from core.db import make_engine, session_scope
-from core.errors import NeedsReauth, TransientProviderError
+from core.errors import NeedsReauth, RateLimitedUntil
 from core.failures import TransientDatabaseError, as_sync_error
 from core.models import ExternalCalendar
 from core.settings import get_settings
@@ -99,12 +100,24 @@ def _try_sync(row_id: uuid.UUID) -> BaseException | None:
     return None
 
 
-def test_persistent_rate_limit_is_a_retryable_failure(google, calendar) -> None:
+def test_rate_limit_longer_than_a_request_waits_names_when_to_retry(google, calendar) -> None:
     _, _, row_id = calendar
     google.fault(endpoint="events.list", status=429, retry_after=60, count=5)
-    with pytest.raises(TransientProviderError) as raised:
+    google.reset_calls()
+    before = datetime.now(UTC)
+    with pytest.raises(RateLimitedUntil) as raised:
         engine().sync(row_id)
-    assert raised.value.retryable and raised.value.retry_after_s == 60
+    error = raised.value
+    assert not error.retryable, "the run is rescheduled, not retried by the task in seconds"
+    assert (
+        before + timedelta(seconds=59)
+        <= error.retry_at
+        <= datetime.now(UTC) + timedelta(seconds=60)
+    )
+    assert error.user_message == (
+        f"Google is rate-limiting requests; retrying at {error.retry_at:%H:%M} UTC."
+    )
+    assert google.calls()["events.list"] == 1, "a long Retry-After is not waited in the request"
     assert stored(row_id) == {}
 
 

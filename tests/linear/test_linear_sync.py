@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from sqlalchemy import insert, literal_column, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import utcnow
-from core.errors import NeedsReauth, RateLimited
+from core.errors import NeedsReauth, RateLimitedUntil
 from core.models import ConnectionStatus, TaskConnection, TaskItem
 from core.providers.linear import AuthKind, LinearClient
 from core.settings import get_settings
@@ -193,7 +193,7 @@ def test_rate_limit_is_waited_out_then_the_sync_succeeds(
     assert_matches_truth(linear, sessions, viewer["id"], api_key_connection)
 
 
-def test_rate_limit_beyond_the_wait_budget_raises_rate_limited_and_keeps_items(
+def test_rate_limit_beyond_the_wait_budget_names_when_to_retry_and_keeps_items(
     linear: LinearEmulator, sessions: Sessions, viewer: dict[str, Any], api_key_connection: Any
 ) -> None:
     linear.bulk(viewer["id"], 10)
@@ -205,10 +205,13 @@ def test_rate_limit_beyond_the_wait_budget_raises_rate_limited_and_keeps_items(
             get_settings(), access_token=token, auth_kind=kind, max_rate_limit_wait_s=1.0
         )
 
-    with pytest.raises(RateLimited) as raised:
+    with pytest.raises(RateLimitedUntil) as raised:
         sync(sessions, api_key_connection, client_factory=impatient)
 
-    assert raised.value.retryable and 55 < (raised.value.retry_after_s or 0) <= 60
+    assert not raised.value.retryable, "the run is rescheduled, not retried by the task"
+    wait_s = (raised.value.retry_at - datetime.now(UTC)).total_seconds()
+    assert 55 < wait_s <= 60
+    assert raised.value.user_message.startswith("Linear is rate-limiting requests; retrying at ")
     assert load_connection(sessions, api_key_connection).status == ConnectionStatus.ACTIVE
     assert len(stored_items(sessions, api_key_connection)) == 10
 
