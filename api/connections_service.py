@@ -20,6 +20,7 @@ from fastapi import HTTPException, status
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from api.limits import CALENDAR_CHANGE, UserLimits
 from api.orchestrator import Orchestrator, OrchestratorUnavailable, RunInfo
 from api.routes.calendars import calendar_start_request
 from api.routes.linear import linear_start_request
@@ -251,14 +252,20 @@ def _set_enabled(user_id: str, calendar_id: uuid.UUID, enabled: bool) -> Externa
 
 
 async def update_calendar(
-    orchestrator: Orchestrator, user_id: str, calendar_id: uuid.UUID, enabled: bool
+    orchestrator: Orchestrator,
+    limits: UserLimits,
+    user_id: str,
+    calendar_id: uuid.UUID,
+    enabled: bool,
 ) -> CalendarOut | None:
-    """Enable (sync now, open a push channel) or disable (close it, drop the events)."""
+    """Enable (sync now, open a push channel) or disable (close it, drop the events); only an
+    actual change counts against the user's limit, as only it costs (a full resync, channels)."""
     calendar = await run_in_threadpool(_owned_calendar, user_id, calendar_id)
     if calendar is None:
         return None
     if calendar.enabled == enabled:
         return calendar_out(calendar, None)
+    limits.check(user_id, CALENDAR_CHANGE)
     if not enabled:
         await _cancel_active(orchestrator, [calendar.latest_sync_flow_run_id])
         await run_in_threadpool(close_channel, calendar.id)

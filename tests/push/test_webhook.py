@@ -153,7 +153,7 @@ def captured(channel: dict, number: int, state: str = "exists") -> dict[str, str
 
 
 def test_a_replayed_notification_starts_no_second_run(watched, google, api_url: str) -> None:
-    channel = live_channel(google, watched)
+    channel = wait_for_handshake(google, watched)
     assert google.notify(channel["id"]) == [200]
     first = wait_all_final(watched.tag)
     assert len(first) == 1
@@ -177,9 +177,20 @@ def test_a_replayed_notification_starts_no_second_run(watched, google, api_url: 
     assert len(wait_all_final(watched.tag)) == 2
 
 
+def wait_for_handshake(google: GoogleEmulator, calendar: SeededCalendar) -> dict:  # type: ignore[type-arg]
+    """The channel once the emulator's own "sync" message (sent after `events.watch`) was
+    answered, so it no longer races the test."""
+    deadline = time.monotonic() + 30
+    while (channel := live_channel(google, calendar))["delivered"] + channel["failed"] < 1:
+        assert time.monotonic() < deadline, "the handshake never arrived"
+        time.sleep(0.05)
+    return channel
+
+
 def test_notifications_of_an_expired_channel_are_rejected(watched, google) -> None:
-    channel = live_channel(google, watched)
+    channel = wait_for_handshake(google, watched)
     number = watched.row().channel_message_number
+    assert number == 1
     watched.update(channel_expires_at=utcnow() - timedelta(seconds=1))
 
     assert google.notify(channel["id"], times=3) == [404] * 3
@@ -192,7 +203,7 @@ def test_notifications_of_an_expired_channel_are_rejected(watched, google) -> No
 def test_forged_notifications_cost_no_write_and_are_logged_at_a_bounded_rate(
     watched, google, api_url: str, caplog, rejection_log
 ) -> None:
-    channel = live_channel(google, watched)
+    channel = wait_for_handshake(google, watched)
     before = watched.row().channel_message_number
     caplog.set_level(logging.WARNING, logger="api.routes.webhooks")
     writes: list[str] = []
