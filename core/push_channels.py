@@ -4,7 +4,9 @@ The channel is persisted before Google is called, so the confirming "sync" messa
 first notifications find it; until Google confirms it (no resource ID yet), only that "sync"
 message is accepted for it. Channels are claimed with conditional UPDATEs on the calendar row,
 so two renewals racing create one channel, and a channel Google confirms after it was replaced
-or closed is stopped again. Each channel gets a fresh random secret, stored only as a hash.
+or closed is stopped again. A new channel starts with no accepted message number (the webhook
+accepts only increasing `X-Goog-Message-Number`s per channel; Google's "sync" is number 1).
+Each channel gets a fresh random secret, stored only as a hash.
 Everything here is best effort: provider failures are logged, never raised, and the fallback
 sweep keeps calendars fresh meanwhile.
 """

@@ -1,5 +1,5 @@
 """Linear's OAuth consent screen (`/linear/oauth/authorize`): consents at once and redirects back
-with a code for the token endpoint in `linear_api.py`.
+with a code for the token endpoint in `linear_api.py`, bound to the PKCE challenge if one was sent.
 
 Who clicks "Authorize": the user whose email is `login_hint` (an emulator convenience Linear
 ignores), else the most recently created user, as if they were signed in to Linear.
