@@ -20,6 +20,7 @@ from fastapi import HTTPException, status
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from api.limits import CALENDAR_CHANGE, UserLimits
 from api.orchestrator import Orchestrator, OrchestratorUnavailable, RunInfo
 from api.routes.calendars import calendar_start_request
 from api.routes.linear import linear_start_request
@@ -38,13 +39,14 @@ from core.connections import upsert_google_connection
 from core.db import session_scope
 from core.errors import AuthError, NeedsReauth, SyncError
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar, TaskConnection
-from core.oauth_state import InvalidState, issue_state, verify_state
+from core.oauth_state import InvalidState, OAuthState, issue_state, verify_state
 from core.providers import google_oauth, linear_oauth
 from core.providers.google_calendar import GoogleCalendarClient
 from core.providers.google_oauth import TokenGrant
 from core.providers.linear import AuthKind, LinearClient, Viewer, exchange_authorization_code
 from core.push_channels import close_channel, open_channel
 from core.repositories.calendars import user_calendar
+from core.repositories.oauth_states import redeem
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ LINEAR = "linear"
 CONNECT_RATE_LIMIT_WAIT_S = 5.0
 
 STATE_REJECTED = "The connection request is invalid or has expired. Start connecting again."
+STATE_USED = "This connection request was already used. Start connecting again."
 GOOGLE_CODE_REJECTED = (
     "Google did not accept the authorization code (it expired or was already used). "
     "Start connecting again."
@@ -84,12 +87,25 @@ def _state_secret(settings: Settings, provider: str) -> str:
     return settings.oauth_state_secret
 
 
-def _check_state(settings: Settings, state: str, user_id: str, provider: str) -> None:
+def _redeem(state: OAuthState) -> bool:
+    with session_scope() as session:
+        return redeem(session, state.state_id, state.expires)
+
+
+async def _redeem_state(settings: Settings, state: str, user_id: str, provider: str) -> OAuthState:
+    """Verify the state (no database work for a forged one), then use it up, before any code is
+    exchanged: a state and its PKCE verifier work once, whatever happens next."""
     try:
-        verify_state(_state_secret(settings, provider.capitalize()), state, user_id, provider)
+        verified = verify_state(
+            _state_secret(settings, provider.capitalize()), state, user_id, provider
+        )
     except InvalidState as exc:
         logger.info("rejected a %s callback: %s", provider, exc.reason)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, STATE_REJECTED) from None
+    if not await run_in_threadpool(_redeem, verified):
+        logger.info("rejected a %s callback: state already used", provider)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, STATE_USED)
+    return verified
 
 
 def _retrying_conflict(store: Callable[[], T]) -> T:
@@ -148,12 +164,14 @@ def google_authorize_url(user_id: str, login_hint: str | None) -> str:
     if not (settings.google_client_id and settings.google_oauth_redirect_uri):
         raise _not_configured("Google")
     state = issue_state(_state_secret(settings, "Google"), user_id, GOOGLE)
-    return google_oauth.authorization_url(settings, state, login_hint=login_hint)
+    return google_oauth.authorization_url(
+        settings, state.value, state.code_challenge, login_hint=login_hint
+    )
 
 
-def _read_google_account(settings: Settings, code: str) -> _GoogleAccount:
+def _read_google_account(settings: Settings, code: str, state: OAuthState) -> _GoogleAccount:
     try:
-        grant = google_oauth.exchange_code(settings, code)
+        grant = google_oauth.exchange_code(settings, code, state.code_verifier)
     except NeedsReauth:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, GOOGLE_CODE_REJECTED) from None
     if grant.refresh_token is None:
@@ -206,8 +224,8 @@ async def connect_google(
     orchestrator: Orchestrator, user_id: str, code: str, state: str
 ) -> GoogleConnectionOut:
     settings = get_settings()
-    _check_state(settings, state, user_id, GOOGLE)
-    account = await run_in_threadpool(_read_google_account, settings, code)
+    verified = await _redeem_state(settings, state, user_id, GOOGLE)
+    account = await run_in_threadpool(_read_google_account, settings, code, verified)
     connection, starts = await run_in_threadpool(_store_google, user_id, account)
     runs = await _start_syncs(orchestrator, starts)
     for start in starts:
@@ -234,14 +252,20 @@ def _set_enabled(user_id: str, calendar_id: uuid.UUID, enabled: bool) -> Externa
 
 
 async def update_calendar(
-    orchestrator: Orchestrator, user_id: str, calendar_id: uuid.UUID, enabled: bool
+    orchestrator: Orchestrator,
+    limits: UserLimits,
+    user_id: str,
+    calendar_id: uuid.UUID,
+    enabled: bool,
 ) -> CalendarOut | None:
-    """Enable (sync now, open a push channel) or disable (close it, drop the events)."""
+    """Enable (sync now, open a push channel) or disable (close it, drop the events); only an
+    actual change counts against the user's limit, as only it costs (a full resync, channels)."""
     calendar = await run_in_threadpool(_owned_calendar, user_id, calendar_id)
     if calendar is None:
         return None
     if calendar.enabled == enabled:
         return calendar_out(calendar, None)
+    limits.check(user_id, CALENDAR_CHANGE)
     if not enabled:
         await _cancel_active(orchestrator, [calendar.latest_sync_flow_run_id])
         await run_in_threadpool(close_channel, calendar.id)
@@ -263,7 +287,7 @@ def linear_authorize_url(user_id: str) -> str:
     if not (settings.linear_client_id and settings.linear_oauth_redirect_uri):
         raise _not_configured("Linear")
     state = issue_state(_state_secret(settings, "Linear"), user_id, LINEAR)
-    return linear_oauth.authorization_url(settings, state)
+    return linear_oauth.authorization_url(settings, state.value, state.code_challenge)
 
 
 def _read_viewer(settings: Settings, token: str, auth_kind: AuthKind, rejected: str) -> Viewer:
@@ -291,9 +315,11 @@ def _linear_key_account(settings: Settings, api_key: str) -> LinearAccount:
     )
 
 
-def _linear_oauth_account(settings: Settings, code: str) -> LinearAccount:
+def _linear_oauth_account(settings: Settings, code: str, state: OAuthState) -> LinearAccount:
     try:
-        tokens = exchange_authorization_code(settings, code, settings.linear_oauth_redirect_uri)
+        tokens = exchange_authorization_code(
+            settings, code, settings.linear_oauth_redirect_uri, state.code_verifier
+        )
     except NeedsReauth:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, LINEAR_CODE_REJECTED) from None
     viewer = _read_viewer(settings, tokens.access_token, "oauth", LINEAR_CODE_REJECTED)
@@ -342,8 +368,8 @@ async def connect_linear_oauth(
     orchestrator: Orchestrator, user_id: str, code: str, state: str
 ) -> LinearConnectionOut:
     settings = get_settings()
-    _check_state(settings, state, user_id, LINEAR)
-    account = await run_in_threadpool(_linear_oauth_account, settings, code)
+    verified = await _redeem_state(settings, state, user_id, LINEAR)
+    account = await run_in_threadpool(_linear_oauth_account, settings, code, verified)
     return await _connected_linear(orchestrator, user_id, account)
 
 

@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.auth import TokenVerifier
+from api.limits import UserLimits
 from api.live import LiveHub
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
 from api.routes import calendars, connections, events, health, linear, sync_runs, webhooks
@@ -69,6 +70,7 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.limits = UserLimits(settings)
     app.state.prefect_api_url = prefect_api_url
     # Where the events websocket is, when not beside the API (tests point it at a dead port).
     app.state.prefect_events_url = None
@@ -85,6 +87,8 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
             allow_origins=origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            # Readable by the frontend's JavaScript: when to retry, why a token failed.
+            expose_headers=["Retry-After", "WWW-Authenticate", "X-Request-ID"],
         )
     app.add_exception_handler(OrchestratorUnavailable, _orchestrator_unavailable)
     app.add_exception_handler(SyncError, _provider_error)

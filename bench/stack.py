@@ -138,6 +138,13 @@ def running_stack(
             "GOOGLE_CLIENT_SECRET": "bench",
             "LINEAR_API_URL": f"{emulator}/linear/graphql",
             "LINEAR_OAUTH_TOKEN_URL": f"{emulator}/linear/oauth/token",
+            # Benchmarks drive one user far beyond a person's pace: measure the system, not
+            # the per-user limits.
+            "CALSYNC_LIMIT_SYNC_STARTS_BURST": "1000000",
+            "CALSYNC_LIMIT_SYNC_STARTS_PER_MINUTE": "1000000",
+            "CALSYNC_LIMIT_STREAM_OPENS_BURST": "1000000",
+            "CALSYNC_LIMIT_STREAM_OPENS_PER_MINUTE": "1000000",
+            "CALSYNC_LIMIT_OPEN_STREAMS": "1000000",
         }
         if prefect_kind == "postgresql":
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_db.replace(

@@ -4,7 +4,9 @@ The channel is persisted before Google is called, so the confirming "sync" messa
 first notifications find it; until Google confirms it (no resource ID yet), only that "sync"
 message is accepted for it. Channels are claimed with conditional UPDATEs on the calendar row,
 so two renewals racing create one channel, and a channel Google confirms after it was replaced
-or closed is stopped again. Each channel gets a fresh random secret, stored only as a hash.
+or closed is stopped again. A new channel starts with no accepted message number (the webhook
+accepts only increasing `X-Goog-Message-Number`s per channel; Google's "sync" is number 1).
+Each channel gets a fresh random secret, stored only as a hash.
 Everything here is best effort: provider failures are logged, never raised, and the fallback
 sweep keeps calendars fresh meanwhile.
 """
@@ -57,6 +59,7 @@ class _Channel:
     token_hash: str | None
     resource_id: str | None
     expires_at: datetime | None
+    message_number: int | None
 
 
 def _read(session: Session, calendar_id: uuid.UUID) -> _Channel | None:
@@ -67,6 +70,7 @@ def _read(session: Session, calendar_id: uuid.UUID) -> _Channel | None:
             ExternalCalendar.channel_token,
             ExternalCalendar.channel_resource_id,
             ExternalCalendar.channel_expires_at,
+            ExternalCalendar.channel_message_number,
         ).where(ExternalCalendar.id == calendar_id)
     ).one_or_none()
     return _Channel(*row) if row is not None else None
@@ -81,22 +85,28 @@ def _swap(
     token_hash: str | None,
     resource_id: str | None = None,
     expires_at: datetime | None = None,
+    message_number: int | None = None,
 ) -> bool:
-    """Replace the channel columns only if the channel is still `expected_id` (compare-and-set)."""
+    """Replace the channel columns only if the channel is still `expected_id` (compare-and-set).
+
+    Message numbers count per channel: another channel starts from `message_number` (none yet
+    for a new one), the same channel keeps the numbers it has accepted.
+    """
     current = (
         ExternalCalendar.channel_id.is_(None)
         if expected_id is None
         else ExternalCalendar.channel_id == expected_id
     )
+    values: dict[str, object] = {
+        "channel_id": channel_id,
+        "channel_token": token_hash,
+        "channel_resource_id": resource_id,
+        "channel_expires_at": expires_at,
+    }
+    if channel_id != expected_id:
+        values["channel_message_number"] = message_number
     result = session.execute(
-        update(ExternalCalendar)
-        .where(ExternalCalendar.id == calendar_id, current)
-        .values(
-            channel_id=channel_id,
-            channel_token=token_hash,
-            channel_resource_id=resource_id,
-            channel_expires_at=expires_at,
-        )
+        update(ExternalCalendar).where(ExternalCalendar.id == calendar_id, current).values(values)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -214,6 +224,7 @@ def _replace_channel(
                 token_hash=old.token_hash,
                 resource_id=old.resource_id,
                 expires_at=old.expires_at,
+                message_number=old.message_number,
             )
         return False
     logger.info(

@@ -130,6 +130,32 @@ class Settings(BaseSettings):
         default=True, validation_alias=AliasChoices("CALSYNC_SCHEDULES_ACTIVE")
     )
 
+    # Per-user limits in each API process (core/rate_limits.py), far above what a person clicking
+    # in the frontend reaches; tests and benchmarks tune them.
+    limit_sync_starts_per_minute: float = Field(
+        default=30, gt=0, validation_alias=AliasChoices("CALSYNC_LIMIT_SYNC_STARTS_PER_MINUTE")
+    )
+    limit_sync_starts_burst: int = Field(
+        default=10, ge=1, validation_alias=AliasChoices("CALSYNC_LIMIT_SYNC_STARTS_BURST")
+    )
+    limit_calendar_changes_per_minute: float = Field(
+        default=30,
+        gt=0,
+        validation_alias=AliasChoices("CALSYNC_LIMIT_CALENDAR_CHANGES_PER_MINUTE"),
+    )
+    limit_calendar_changes_burst: int = Field(
+        default=20, ge=1, validation_alias=AliasChoices("CALSYNC_LIMIT_CALENDAR_CHANGES_BURST")
+    )
+    limit_stream_opens_per_minute: float = Field(
+        default=30, gt=0, validation_alias=AliasChoices("CALSYNC_LIMIT_STREAM_OPENS_PER_MINUTE")
+    )
+    limit_stream_opens_burst: int = Field(
+        default=10, ge=1, validation_alias=AliasChoices("CALSYNC_LIMIT_STREAM_OPENS_BURST")
+    )
+    limit_open_streams: int = Field(
+        default=10, ge=1, validation_alias=AliasChoices("CALSYNC_LIMIT_OPEN_STREAMS")
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

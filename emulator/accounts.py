@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass, field
 
 from emulator.errors import OAuthError
+from emulator.pkce import verifier_matches
 from emulator.timeutil import now
 
 DEFAULT_SCOPE = "openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/calendar.readonly"
@@ -191,20 +189,8 @@ class GoogleAuth:
             grant.client_id is not None and grant.client_id != client_id
         ):
             raise OAuthError(400, "invalid_grant", "Bad Request")
-        if grant.code_challenge is not None and not _pkce_ok(grant, verifier):
+        if grant.code_challenge is not None and not verifier_matches(
+            grant.code_challenge, grant.challenge_method, verifier
+        ):
             raise OAuthError(400, "invalid_grant", "Invalid code verifier.")
         return grant
-
-
-def _pkce_ok(grant: AuthCode, verifier: str | None) -> bool:
-    if not verifier:
-        return False
-    expected = verifier
-    if grant.challenge_method == "S256":
-        expected = (
-            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-            .decode()
-            .rstrip("=")
-        )
-    assert grant.code_challenge is not None
-    return hmac.compare_digest(expected, grant.code_challenge)

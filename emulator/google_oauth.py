@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from emulator.errors import JSON_UTF8, OAuthError
 from emulator.faults import FaultRule, emulated
+from emulator.pkce import METHODS
 from emulator.state import GoogleState, get_state
 
 _FAULT_ERRORS = {
@@ -141,7 +142,7 @@ async def authorize(request: Request) -> Response:
     if not params.get("scope"):
         raise OAuthError(400, "invalid_request", "Missing required parameter: scope")
     method = params.get("code_challenge_method", "plain")
-    if params.get("code_challenge") and method not in ("plain", "S256"):
+    if params.get("code_challenge") and method not in METHODS:
         raise OAuthError(400, "invalid_request", "Invalid code_challenge_method.")
     if params.get("access_type", "online") not in ("online", "offline"):
         raise OAuthError(400, "invalid_request", "Invalid access_type.")

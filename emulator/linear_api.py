@@ -638,7 +638,7 @@ async def token(request: Request) -> Response:
     if grant_type == "refresh_token":
         grant = linear.rotate(form.get("refresh_token", ""))
     elif grant_type == "authorization_code":
-        grant = linear.redeem_code(form.get("code", ""))
+        grant = linear.redeem_code(form.get("code", ""), form.get("code_verifier"))
     else:
         raise OAuthError(400, "unsupported_grant_type", "Unsupported grant type.")
     if grant is None:

@@ -1,5 +1,5 @@
 """Linear's OAuth consent screen (`/linear/oauth/authorize`): consents at once and redirects back
-with a code for the token endpoint in `linear_api.py`.
+with a code for the token endpoint in `linear_api.py`, bound to the PKCE challenge if one was sent.
 
 Who clicks "Authorize": the user whose email is `login_hint` (an emulator convenience Linear
 ignores), else the most recently created user, as if they were signed in to Linear.
@@ -17,6 +17,7 @@ from emulator.errors import OAuthError
 from emulator.faults import emulated
 from emulator.linear_api import oauth_fault
 from emulator.linear_state import LinearState, User
+from emulator.pkce import METHODS
 from emulator.state import get_state
 
 AUTHORIZE_ENDPOINT = "linear.oauth.authorize"
@@ -46,10 +47,14 @@ async def authorize(request: Request) -> Response:
         raise OAuthError(400, "unsupported_response_type", "response_type must be code.")
     if not params.get("scope"):
         raise OAuthError(400, "invalid_scope", "Missing scope.")
+    challenge = params.get("code_challenge")
+    method = params.get("code_challenge_method", "plain")
+    if challenge and method not in METHODS:
+        raise OAuthError(400, "invalid_request", "Invalid code_challenge_method.")
     with linear.lock:
         user = _consenting_user(linear, params.get("login_hint"))
         answer = (
-            {"code": linear.create_auth_code(user.id)}
+            {"code": linear.create_auth_code(user.id, challenge or None, method)}
             if user is not None
             else {"error": "access_denied"}
         )

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.pkce import verifier_matches
+
 MAX_PAGE_SIZE = 250
 DEFAULT_PAGE_SIZE = 50
 ACCESS_TOKEN_TTL_S = 86_399
@@ -63,6 +65,15 @@ class Grant:
     access_token: str
     refresh_token: str
     expires_ms: int
+
+
+@dataclass(frozen=True)
+class AuthCode:
+    """A consent's code, bound to the PKCE challenge sent at authorize, if any."""
+
+    user_id: str
+    code_challenge: str | None = None
+    challenge_method: str = "plain"
 
 
 @dataclass
@@ -123,7 +134,7 @@ class LinearState:
     api_keys: dict[str, str] = field(default_factory=dict)
     grants_by_access: dict[str, Grant] = field(default_factory=dict)
     grants_by_refresh: dict[str, Grant] = field(default_factory=dict)
-    auth_codes: dict[str, str] = field(default_factory=dict)
+    auth_codes: dict[str, AuthCode] = field(default_factory=dict)
     oauth_client: tuple[str, str] | None = None
     rate_limit: RateLimit = field(default_factory=RateLimit)
     clock_offset_ms: int = 0
@@ -190,11 +201,13 @@ class LinearState:
             self.grants_by_refresh[grant.refresh_token] = grant
             return grant
 
-    def create_auth_code(self, user_id: str) -> str:
+    def create_auth_code(
+        self, user_id: str, code_challenge: str | None = None, challenge_method: str = "plain"
+    ) -> str:
         with self.lock:
             self.user(user_id)
             code = secrets.token_hex(16)
-            self.auth_codes[code] = user_id
+            self.auth_codes[code] = AuthCode(user_id, code_challenge, challenge_method)
             return code
 
     def rotate(self, refresh_token: str, ttl_s: int = ACCESS_TOKEN_TTL_S) -> Grant | None:
@@ -205,10 +218,19 @@ class LinearState:
                 return None
             return self.create_grant(old.user_id, ttl_s)
 
-    def redeem_code(self, code: str, ttl_s: int = ACCESS_TOKEN_TTL_S) -> Grant | None:
+    def redeem_code(
+        self, code: str, verifier: str | None = None, ttl_s: int = ACCESS_TOKEN_TTL_S
+    ) -> Grant | None:
+        """Codes are single-use, and a code issued with a PKCE challenge needs its verifier."""
         with self.lock:
-            user_id = self.auth_codes.pop(code, None)
-            return None if user_id is None else self.create_grant(user_id, ttl_s)
+            issued = self.auth_codes.pop(code, None)
+            if issued is None:
+                return None
+            if issued.code_challenge is not None and not verifier_matches(
+                issued.code_challenge, issued.challenge_method, verifier
+            ):
+                return None
+            return self.create_grant(issued.user_id, ttl_s)
 
     def revoke(self, token: str) -> bool:
         """Revoke an API key, or the whole OAuth grant an access or refresh token belongs to."""

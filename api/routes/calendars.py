@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
+from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep
 from api.schemas import (
     CalendarOut,
     ErrorBody,
@@ -101,12 +102,13 @@ def _user_calendar(user_id: str, calendar_id: uuid.UUID) -> ExternalCalendar | N
     "/calendars/{calendar_id}/sync",
     response_model=SyncStarted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**NOT_FOUND, **UNAVAILABLE, 409: {"model": ErrorBody}},
+    responses={**NOT_FOUND, **UNAVAILABLE, 409: {"model": ErrorBody}, **TOO_MANY_REQUESTS},
 )
 async def sync_calendar(
-    calendar_id: uuid.UUID, user: CurrentUser, orchestrator: OrchestratorDep
+    calendar_id: uuid.UUID, user: CurrentUser, orchestrator: OrchestratorDep, limits: LimitsDep
 ) -> SyncStarted:
     calendar = _startable(await run_in_threadpool(_user_calendar, user.id, calendar_id))
+    limits.check(user.id, SYNC_START)
     started = await start_sync(orchestrator, calendar_start_request(calendar))
     return SyncStarted(
         calendar_id=calendar.id,
@@ -129,9 +131,12 @@ def _enabled_calendars(user_id: str) -> list[ExternalCalendar]:
     "/calendars/sync",
     response_model=SyncAllStarted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=UNAVAILABLE,
+    responses={**UNAVAILABLE, **TOO_MANY_REQUESTS},
 )
-async def sync_all_calendars(user: CurrentUser, orchestrator: OrchestratorDep) -> SyncAllStarted:
+async def sync_all_calendars(
+    user: CurrentUser, orchestrator: OrchestratorDep, limits: LimitsDep
+) -> SyncAllStarted:
+    limits.check(user.id, SYNC_START)
     runs = []
     for calendar in await run_in_threadpool(_enabled_calendars, user.id):
         started = await start_sync(orchestrator, calendar_start_request(calendar))

@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Response, 
 
 from api import connections_service as service
 from api.deps import AUTH_ERRORS, UNREADABLE_BODY, CurrentUser, OrchestratorDep
+from api.limits import TOO_MANY_REQUESTS, LimitsDep
 from api.schemas import (
     AuthorizeUrl,
     CalendarOut,
@@ -58,13 +59,20 @@ async def google_callback(
     responses={
         404: {"model": ErrorBody, "description": "No such calendar for this user."},
         **UNREADABLE_BODY,
+        **TOO_MANY_REQUESTS,
     },
 )
 async def update_calendar(
-    calendar_id: uuid.UUID, body: CalendarPatch, user: CurrentUser, orchestrator: OrchestratorDep
+    calendar_id: uuid.UUID,
+    body: CalendarPatch,
+    user: CurrentUser,
+    orchestrator: OrchestratorDep,
+    limits: LimitsDep,
 ) -> CalendarOut:
     """Enabling starts a sync (and a push channel); disabling stops both and drops its events."""
-    calendar = await service.update_calendar(orchestrator, user.id, calendar_id, body.enabled)
+    calendar = await service.update_calendar(
+        orchestrator, limits, user.id, calendar_id, body.enabled
+    )
     if calendar is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "calendar not found")
     return calendar

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep, SessionDep
+from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep
 from api.schemas import (
     ErrorBody,
     LinearConnectionOut,
@@ -74,10 +75,13 @@ async def my_linear_connections(
     "/linear/sync",
     response_model=LinearSyncAllStarted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=UNAVAILABLE,
+    responses={**UNAVAILABLE, **TOO_MANY_REQUESTS},
 )
-async def sync_linear(user: CurrentUser, orchestrator: OrchestratorDep) -> LinearSyncAllStarted:
+async def sync_linear(
+    user: CurrentUser, orchestrator: OrchestratorDep, limits: LimitsDep
+) -> LinearSyncAllStarted:
     """Start a sync of each of the user's active Linear connections (joining runs in flight)."""
+    limits.check(user.id, SYNC_START)
     runs = []
     for connection in await run_in_threadpool(_connections, user.id):
         if connection.status == ConnectionStatus.NEEDS_REAUTH:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.deps import AUTH_ERRORS, JSON_ERROR, CurrentUser, LiveHubDep, OrchestratorDep
+from api.limits import TOO_MANY_REQUESTS, sync_stream_slot
 from api.live import is_final_event_id
 from api.streams import run_stream, user_stream
 from api.sync_service import run_status
@@ -61,7 +62,12 @@ async def stream_sync_run(
         yield event
 
 
-@router.get("/me/sync-stream", response_class=EventSourceResponse)
+@router.get(
+    "/me/sync-stream",
+    response_class=EventSourceResponse,
+    responses=TOO_MANY_REQUESTS,
+    dependencies=[Depends(sync_stream_slot)],
+)
 async def stream_my_syncs(user: CurrentUser, hub: LiveHubDep) -> AsyncIterable[ServerSentEvent]:
     """One stream for all of the user's calendars and Linear connections: a `snapshot` event
     with the latest run of each, then a `run` event whenever one changes or a new one starts.

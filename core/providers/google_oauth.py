@@ -80,9 +80,11 @@ def refresh_access_token(settings: Settings, refresh_token: str) -> TokenGrant:
 CONNECT_SCOPES = ("openid", "email", "https://www.googleapis.com/auth/calendar.readonly")
 
 
-def authorization_url(settings: Settings, state: str, *, login_hint: str | None = None) -> str:
+def authorization_url(
+    settings: Settings, state: str, code_challenge: str, *, login_hint: str | None = None
+) -> str:
     """Google's consent screen; offline access and a forced consent so a refresh token comes back
-    even when the user granted us access before."""
+    even when the user granted us access before; PKCE (S256) binds the code to our verifier."""
     params = {
         "client_id": settings.google_client_id,
         "redirect_uri": settings.google_oauth_redirect_uri,
@@ -92,20 +94,24 @@ def authorization_url(settings: Settings, state: str, *, login_hint: str | None 
         "prompt": "consent",
         "include_granted_scopes": "true",
         "state": state,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
     }
     if login_hint:
         params["login_hint"] = login_hint
     return f"{settings.google_oauth_authorize_url}?{urlencode(params)}"
 
 
-def exchange_code(settings: Settings, code: str) -> TokenGrant:
-    """Trade an authorization code; an unknown, used or expired code raises NeedsReauth."""
+def exchange_code(settings: Settings, code: str, code_verifier: str) -> TokenGrant:
+    """Trade an authorization code; an unknown, used or expired code, or one issued for another
+    PKCE verifier, raises NeedsReauth."""
     return post_token_request(
         settings,
         {
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": settings.google_oauth_redirect_uri,
+            "code_verifier": code_verifier,
         },
     )
 

@@ -486,8 +486,11 @@ def refresh_oauth_token(settings: Settings, refresh_token: str) -> OAuthTokens:
     )
 
 
-def exchange_authorization_code(settings: Settings, code: str, redirect_uri: str) -> OAuthTokens:
-    return _post_token_request(
-        settings,
-        {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri},
-    )
+def exchange_authorization_code(
+    settings: Settings, code: str, redirect_uri: str, code_verifier: str | None = None
+) -> OAuthTokens:
+    """Trade a code; `code_verifier` is required when the authorize step sent a PKCE challenge."""
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    if code_verifier is not None:
+        form["code_verifier"] = code_verifier
+    return _post_token_request(settings, form)

@@ -12,13 +12,16 @@ from core.settings import Settings
 SCOPES = ("read",)
 
 
-def authorization_url(settings: Settings, state: str) -> str:
+def authorization_url(settings: Settings, state: str, code_challenge: str) -> str:
+    """Linear's consent screen, with PKCE (S256) binding the code to our verifier."""
     params = {
         "client_id": settings.linear_client_id,
         "redirect_uri": settings.linear_oauth_redirect_uri,
         "response_type": "code",
         "scope": ",".join(SCOPES),
         "state": state,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
         "prompt": "consent",
         "actor": "user",
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar
@@ -18,6 +18,27 @@ def calendar_by_channel(session: Session, channel_id: str) -> ExternalCalendar |
         .where(ExternalCalendar.channel_id == channel_id)
         .options(selectinload(ExternalCalendar.connection))
     ).one_or_none()
+
+
+def accept_message_number(
+    session: Session, calendar_id: uuid.UUID, channel_id: str, number: int
+) -> bool:
+    """Record `number` as the channel's highest message if it is higher than any before; False for
+    a replayed, duplicated or overtaken message. One conditional UPDATE, so of two deliveries
+    racing with the same number only one passes."""
+    result = session.execute(
+        update(ExternalCalendar)
+        .where(
+            ExternalCalendar.id == calendar_id,
+            ExternalCalendar.channel_id == channel_id,
+            or_(
+                ExternalCalendar.channel_message_number.is_(None),
+                ExternalCalendar.channel_message_number < number,
+            ),
+        )
+        .values(channel_message_number=number)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def channels_due(session: Session, renew_before: datetime) -> list[uuid.UUID]:

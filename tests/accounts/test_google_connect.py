@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,6 +15,7 @@ from api.connections_service import (
     GOOGLE_CODE_REJECTED,
     GOOGLE_NO_REFRESH_TOKEN,
     STATE_REJECTED,
+    STATE_USED,
 )
 from core import crypto
 from core.db import session_scope
@@ -54,6 +56,8 @@ def test_authorize_url_asks_google_for_offline_calendar_access_with_a_signed_sta
     assert params["access_type"] == "offline" and params["prompt"] == "consent"
     assert "https://www.googleapis.com/auth/calendar.readonly" in params["scope"].split()
     assert "email" in params["scope"].split()
+    # PKCE: only the challenge travels; the verifier stays on the server.
+    assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
     # A fresh nonce each time; the user id never travels through Google's URLs.
     second_params = parse_qs(urlsplit(second).query)
     assert second_params["state"][0] != params["state"]
@@ -143,9 +147,10 @@ def test_a_bad_state_or_code_is_rejected_before_anything_is_stored(
     forged_states = {
         "tampered": answer["state"][:-2] + ("AA" if not answer["state"].endswith("AA") else "BB"),
         "another user's": other_user.consent("google", email)["state"],
-        "issued for linear": issue_state(secret, client.user_id, "linear"),
-        "expired": issue_state(secret, client.user_id, "google", clock=lambda: an_hour_ago),
-        "signed with another secret": issue_state("not-our-secret", client.user_id, "google"),
+        "issued for linear": issue_state(secret, client.user_id, "linear").value,
+        "expired": issue_state(secret, client.user_id, "google", clock=lambda: an_hour_ago).value,
+        "signed with another secret": issue_state("not-our-secret", client.user_id, "google").value,
+        "re-spelled": "0" + answer["state"],
         "garbage": "not-a-state",
     }
     token_calls = google.calls()["oauth.token"]
@@ -156,14 +161,51 @@ def test_a_bad_state_or_code_is_rejected_before_anything_is_stored(
         assert response.json() == {"detail": STATE_REJECTED}, name
 
     assert google.calls()["oauth.token"] == token_calls, "no code was exchanged"
-    bad_code = client.callback("google", {"code": "4/not-a-code", "state": answer["state"]})
+    other_state = client.consent("google", email)["state"]
+    bad_code = client.callback("google", {"code": "4/not-a-code", "state": other_state})
     assert bad_code.status_code == 400 and bad_code.json() == {"detail": GOOGLE_CODE_REJECTED}
     assert client.http.get("/me/google-connection").json() == []
     assert rows_of_user(client.user_id) == NOTHING
-    # The genuine pair still works: nothing above consumed it.
+    # The genuine pair still works: no rejected state above consumed it.
     assert client.callback("google", answer).status_code == 200
     replayed = client.callback("google", answer)
-    assert replayed.status_code == 400 and replayed.json() == {"detail": GOOGLE_CODE_REJECTED}
+    assert replayed.status_code == 400 and replayed.json() == {"detail": STATE_USED}
+    reused_code = client.callback("google", {**answer, "state": client.consent("google")["state"]})
+    assert reused_code.status_code == 400
+    assert reused_code.json() == {"detail": GOOGLE_CODE_REJECTED}
+
+
+def test_a_state_is_redeemed_once_even_by_concurrent_callbacks(api, google: GoogleEmulator) -> None:
+    client = api()
+    email = google.account()["email"]
+    answer = client.consent("google", email)
+    token_calls = google.calls()["oauth.token"]
+
+    tabs = [api(client.user_id) for _ in range(6)]
+    with ThreadPoolExecutor(len(tabs)) as pool:
+        results = list(pool.map(lambda tab: tab.callback("google", answer), tabs))
+
+    assert sorted(r.status_code for r in results) == [200] + [400] * 5
+    assert [r.json() for r in results if r.status_code == 400] == [{"detail": STATE_USED}] * 5
+    assert google.calls()["oauth.token"] == token_calls + 1, "one exchange, for the one winner"
+    assert len(client.http.get("/me/google-connection").json()) == 1
+
+
+def test_a_code_from_someone_elses_consent_is_refused_by_google_through_pkce(
+    api, google: GoogleEmulator
+) -> None:
+    victim, attacker = api(), api()
+    email = google.account()["email"]
+    stolen = victim.consent("google", email)
+    own = attacker.consent("google", google.account()["email"])
+
+    # The attacker's own, valid state with the victim's code: our verifier (derived from the
+    # attacker's state) does not answer the challenge the victim's code was issued with.
+    response = attacker.callback("google", {"code": stolen["code"], "state": own["state"]})
+
+    assert response.status_code == 400 and response.json() == {"detail": GOOGLE_CODE_REJECTED}
+    assert rows_of_user(attacker.user_id) == NOTHING
+    assert rows_of_user(victim.user_id) == NOTHING
 
 
 def test_a_code_without_offline_access_is_rejected_and_nothing_is_stored(

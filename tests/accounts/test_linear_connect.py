@@ -8,7 +8,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import Text, select, type_coerce
 
-from api.connections_service import LINEAR_CODE_REJECTED, LINEAR_KEY_REJECTED, STATE_REJECTED
+from api.connections_service import (
+    LINEAR_CODE_REJECTED,
+    LINEAR_KEY_REJECTED,
+    STATE_REJECTED,
+    STATE_USED,
+)
 from core import crypto
 from core.db import session_scope
 from core.models import TaskConnection
@@ -98,6 +103,7 @@ def test_linear_oauth_connects_through_the_consent_redirect(api, linear: LinearE
     assert params["redirect_uri"] == os.environ["LINEAR_OAUTH_REDIRECT_URI"]
     assert params["response_type"] == "code" and params["scope"] == "read"
     assert params["state"]
+    assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
 
     connection = client.connect_linear()
 
@@ -124,9 +130,30 @@ def test_a_bad_linear_state_or_code_is_rejected_and_nothing_is_stored(
     for response in (foreign, wrong_provider):
         assert response.status_code == 400 and response.json() == {"detail": STATE_REJECTED}
     assert linear.token_calls() == token_calls
-    bad_code = client.callback("linear", {**answer, "code": "not-a-code"})
+    other_state = client.consent("linear")["state"]
+    bad_code = client.callback("linear", {"code": "not-a-code", "state": other_state})
     assert bad_code.status_code == 400 and bad_code.json() == {"detail": LINEAR_CODE_REJECTED}
     assert rows_of_user(client.user_id) == NOTHING
     assert client.callback("linear", answer).status_code == 200
     replayed = client.callback("linear", answer)
-    assert replayed.status_code == 400 and replayed.json() == {"detail": LINEAR_CODE_REJECTED}
+    assert replayed.status_code == 400 and replayed.json() == {"detail": STATE_USED}
+    reused_code = client.callback("linear", {**answer, "state": client.consent("linear")["state"]})
+    assert reused_code.status_code == 400
+    assert reused_code.json() == {"detail": LINEAR_CODE_REJECTED}
+
+
+def test_a_linear_code_from_someone_elses_consent_is_refused_through_pkce(
+    api, linear: LinearEmulator
+) -> None:
+    victim, attacker = api(), api()
+    workspace = linear.workspace()
+    linear.user(workspace["id"], name="Victim")
+    stolen = victim.consent("linear")
+    own = attacker.consent("linear")
+    token_calls = linear.token_calls()
+
+    response = attacker.callback("linear", {"code": stolen["code"], "state": own["state"]})
+
+    assert response.status_code == 400 and response.json() == {"detail": LINEAR_CODE_REJECTED}
+    assert linear.token_calls() == token_calls + 1, "Linear saw the code and refused it"
+    assert rows_of_user(attacker.user_id) == NOTHING

@@ -6,13 +6,15 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
+import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from core.db import session_scope
+from core.db import get_engine, session_scope, utcnow
 from core.models import Event
-from core.push_channels import close_channel
+from core.push_channels import GOOGLE_WEBHOOK_PATH, close_channel
 from core.sync_lease import release, try_acquire
 from tests.support.google import GoogleEmulator
 from tests.support.prefect_runs import lease_periods, runs_tagged, wait_all_final, wait_for
@@ -47,7 +49,9 @@ def test_handshake_is_answered_without_starting_a_run(watched, google) -> None:
     assert runs_tagged(watched.tag) == []
 
 
-def test_forged_or_stale_notifications_get_404_and_start_nothing(watched, google, caplog) -> None:
+def test_forged_or_stale_notifications_get_404_and_start_nothing(
+    watched, google, caplog, rejection_log
+) -> None:
     channel = live_channel(google, watched)
     caplog.set_level(logging.WARNING, logger="api.routes.webhooks")
     forgeries = [
@@ -57,6 +61,9 @@ def test_forged_or_stale_notifications_get_404_and_start_nothing(watched, google
         {"X-Goog-Channel-ID": None},
         {"X-Goog-Resource-ID": "another-resource"},
         {"X-Goog-Resource-ID": None},
+        {"X-Goog-Message-Number": None},
+        {"X-Goog-Message-Number": "-5"},
+        {"X-Goog-Message-Number": "9" * 40},
     ]
 
     statuses = [google.notify(channel["id"], headers=forged)[0] for forged in forgeries]
@@ -131,3 +138,98 @@ def test_notifications_during_a_listing_queue_exactly_one_follow_up(watched, goo
     assert watched.row().latest_sync_flow_run_id == follow_up
     periods = lease_periods([first, follow_up])
     assert periods[follow_up][0] >= periods[first][1]
+
+
+def captured(channel: dict, number: int, state: str = "exists") -> dict[str, str]:  # type: ignore[type-arg]
+    """A genuine notification's headers, as someone who saw one on the wire could replay them."""
+    return {
+        "X-Goog-Channel-ID": channel["id"],
+        "X-Goog-Channel-Token": channel["token"],
+        "X-Goog-Resource-ID": channel["resource_id"],
+        "X-Goog-Resource-URI": channel["resource_uri"],
+        "X-Goog-Resource-State": state,
+        "X-Goog-Message-Number": str(number),
+    }
+
+
+def test_a_replayed_notification_starts_no_second_run(watched, google, api_url: str) -> None:
+    channel = wait_for_handshake(google, watched)
+    assert google.notify(channel["id"]) == [200]
+    first = wait_all_final(watched.tag)
+    assert len(first) == 1
+    number = live_channel(google, watched)["message_number"]
+    assert watched.row().channel_message_number == number
+
+    with httpx.Client(base_url=api_url) as attacker:
+        replays = [
+            attacker.post(GOOGLE_WEBHOOK_PATH, headers=captured(channel, n)).status_code
+            for n in (number, number, number - 1, 1)
+        ]
+
+    # Answered like a duplicate delivery (Google must not retry it), and nothing is started: a
+    # start is recorded on the row before the answer.
+    assert replays == [200] * 4
+    assert watched.row().latest_sync_flow_run_id == first[0].id
+    assert [run.id for run in runs_tagged(watched.tag)] == [first[0].id]
+    assert watched.row().channel_message_number == number
+    # Google's next message is still acted on.
+    assert google.notify(channel["id"]) == [200]
+    assert len(wait_all_final(watched.tag)) == 2
+
+
+def wait_for_handshake(google: GoogleEmulator, calendar: SeededCalendar) -> dict:  # type: ignore[type-arg]
+    """The channel once the emulator's own "sync" message (sent after `events.watch`) was
+    answered, so it no longer races the test."""
+    deadline = time.monotonic() + 30
+    while (channel := live_channel(google, calendar))["delivered"] + channel["failed"] < 1:
+        assert time.monotonic() < deadline, "the handshake never arrived"
+        time.sleep(0.05)
+    return channel
+
+
+def test_notifications_of_an_expired_channel_are_rejected(watched, google) -> None:
+    channel = wait_for_handshake(google, watched)
+    number = watched.row().channel_message_number
+    assert number == 1
+    watched.update(channel_expires_at=utcnow() - timedelta(seconds=1))
+
+    assert google.notify(channel["id"], times=3) == [404] * 3
+
+    assert watched.row().latest_sync_flow_run_id is None
+    assert watched.row().channel_message_number == number
+    assert runs_tagged(watched.tag) == []
+
+
+def test_forged_notifications_cost_no_write_and_are_logged_at_a_bounded_rate(
+    watched, google, api_url: str, caplog, rejection_log
+) -> None:
+    channel = wait_for_handshake(google, watched)
+    before = watched.row().channel_message_number
+    caplog.set_level(logging.WARNING, logger="api.routes.webhooks")
+    writes: list[str] = []
+
+    def record_write(conn, cursor, statement: str, *args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            writes.append(statement)
+
+    forged = {**captured(channel, 10**9), "X-Goog-Channel-Token": "guessed"}
+    event.listen(get_engine(), "before_cursor_execute", record_write)
+    try:
+        with httpx.Client(base_url=api_url) as attacker:
+            statuses = [
+                attacker.post(GOOGLE_WEBHOOK_PATH, headers=forged).status_code for _ in range(20)
+            ]
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", record_write)
+
+    assert statuses == [404] * 20
+    assert writes == []
+    assert watched.row().channel_message_number == before
+    lines = [r.getMessage() for r in caplog.records if "wrong channel token" in r.getMessage()]
+    assert len(lines) == 1 and "held back" not in lines[0]
+    rejection_log().now += 61
+    with httpx.Client(base_url=api_url) as attacker:
+        assert attacker.post(GOOGLE_WEBHOOK_PATH, headers=forged).status_code == 404
+    lines = [r.getMessage() for r in caplog.records if "wrong channel token" in r.getMessage()]
+    assert len(lines) == 2 and lines[1].endswith("(19 more held back)")
+    assert channel["token"] not in caplog.text
