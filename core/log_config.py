@@ -70,7 +70,16 @@ class JsonFormatter(logging.Formatter):
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Ours, so a second `configure_logging` replaces it instead of adding another."""
+    """Ours, so a second `configure_logging` replaces it instead of adding another. Writes to
+    whatever `sys.stderr` is at the time (test runners swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def _is_console(handler: logging.Handler) -> bool:
@@ -95,7 +104,7 @@ def _settings_or_defaults() -> tuple[str, str]:
 def configure_logging(component: str) -> None:
     """Route every logger's console output through one handler of ours; safe to call again."""
     fmt, level = _settings_or_defaults()
-    handler = _Handler(sys.stderr)
+    handler = _Handler()
     handler.addFilter(_Context(component))
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     loggers = [logging.getLogger()] + [
