@@ -22,7 +22,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {
         **os.environ,
         "CALSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
-        # Nobody listens there: readiness asks Prefect and logs the failure inside the request.
+        # Nobody listens there: the API runs, reporting Prefect as down.
         "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
     }
     env.update(extra)
@@ -63,6 +63,7 @@ def test_json_logs_at_info_with_request_ids_access_lines_and_no_credentials(tmp_
         log,
     )
     base = f"http://127.0.0.1:{port}"
+    user_token = bearer("logged-user")
     try:
         wait_for_http(f"{base}/healthz", 60, process)
         ready = httpx.get(f"{base}/readyz", headers={"X-Request-ID": "ops-ready-1"}, timeout=30)
@@ -73,23 +74,29 @@ def test_json_logs_at_info_with_request_ids_access_lines_and_no_credentials(tmp_
             params={"token": SECRET_MARKER},
             timeout=30,
         )
-        httpx.get(f"{base}/healthz", headers=bearer("logged-user"), timeout=30)
+        # The app database was never migrated: this request fails inside, and is logged.
+        broken = httpx.get(
+            f"{base}/me/settings", headers={**user_token, "X-Request-ID": "ops-500-3"}, timeout=30
+        )
+        assert broken.status_code == 500 and broken.json()["code"] == "internal_error"
     finally:
         stop(process)
 
     text = log.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert SECRET_MARKER not in text
-    assert bearer("logged-user")["Authorization"].split()[1] not in text
+    assert user_token["Authorization"].split()[1] not in text
     # INFO from our own loggers is there (Prefect's root level WARNING hid it before).
     assert any(
         line["logger"] == "api.main" and line["level"] == "INFO" and line["component"] == "api"
         for line in lines
     )
-    ready_lines = [line for line in lines if line.get("request_id") == "ops-ready-1"]
-    assert {line["logger"] for line in ready_lines} >= {"api.orchestrator", "api.access"}
+    failed = [line for line in lines if line.get("request_id") == "ops-500-3"]
+    assert {"api.main", "api.access"} <= {line["logger"] for line in failed}
+    assert any("exception" in line for line in failed)
     access = [line for line in lines if line["logger"] == "api.access"]
     by_id = {line.get("request_id"): line for line in access}
     assert by_id["ops-auth-2"]["status"] == 401
     assert by_id["ops-auth-2"]["path"] == "/me/settings"
     assert by_id["ops-ready-1"]["route"] == "/readyz"
+    assert by_id["ops-500-3"]["status"] == 500
