@@ -32,7 +32,7 @@ PREFECT_CALL_ERRORS = Counter(
     ["kind"],
 )
 SSE_STREAMS_OPEN = Gauge(
-    "calsync_sse_streams_open", "Server-Sent Event streams open now, by stream.", ["stream"]
+    "calsync_sse_streams_open", "Server-Sent Event streams open now, by route template.", ["route"]
 )
 STATUS_CACHE = Counter(
     "calsync_status_cache_lookups",

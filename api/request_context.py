@@ -16,7 +16,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from api.metrics import HTTP_LATENCY, HTTP_REQUESTS, SSE_STREAMS_OPEN
 from core.log_config import request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -54,11 +54,19 @@ class RequestContextMiddleware:
         request_id.set(rid)
         started = time.perf_counter()
         status = 500
+        stream = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, stream
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # An event stream is open from its headers until the request ends.
+                stream = any(
+                    name == b"content-type" and value.startswith(b"text/event-stream")
+                    for name, value in message.get("headers", [])
+                )
+                if stream:
+                    SSE_STREAMS_OPEN.labels(_route(scope)).inc()
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", rid.encode()),
@@ -71,6 +79,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if stream:
+                SSE_STREAMS_OPEN.labels(_route(scope)).dec()
             HTTP_REQUESTS.labels(_route(scope), scope["method"], str(status)).inc()
             access_log.info(
                 "%s %s %d %.1fms",

@@ -12,7 +12,6 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from api.deps import AUTH_ERRORS, JSON_ERROR, LiveHubDep, OrchestratorDep
 from api.errors import ApiError, ErrorCode
 from api.live import is_final_event_id
-from api.metrics import SSE_STREAMS_OPEN
 from api.stream_auth import StreamUser
 from api.streams import run_stream, user_stream
 from api.sync_service import run_status
@@ -62,9 +61,8 @@ async def stream_sync_run(
     """`status` events (a run status with `progress`): the current state at once, then each
     change and progress update, ending after the terminal state. Event IDs grow with the run;
     reconnecting with `Last-Event-ID` skips what the client has and never loses the end."""
-    with SSE_STREAMS_OPEN.labels("run").track_inprogress():
-        async for event in run_stream(hub, user.id, flow_run_id, resume):
-            yield event
+    async for event in run_stream(hub, user.id, flow_run_id, resume):
+        yield event
 
 
 @router.get("/me/sync-stream", response_class=EventSourceResponse)
@@ -72,6 +70,5 @@ async def stream_my_syncs(user: StreamUser, hub: LiveHubDep) -> AsyncIterable[Se
     """One stream for all of the user's calendars and Linear connections: a `snapshot` event
     with the latest run of each, then a `run` event whenever one changes or a new one starts.
     It does not end; a reconnect starts with a fresh snapshot."""
-    with SSE_STREAMS_OPEN.labels("user").track_inprogress():
-        async for event in user_stream(hub, user.id):
-            yield event
+    async for event in user_stream(hub, user.id):
+        yield event

@@ -116,11 +116,11 @@ def test_metrics_count_requests_starts_cache_hits_streams_and_finished_syncs(
         assert stream.status_code == 200
         next(stream.iter_lines())
         opened = scrape(api_url)
-        assert value(opened, "calsync_sse_streams_open", stream="user") >= 1
+        assert value(opened, "calsync_sse_streams_open", route="/me/sync-stream") >= 1
     wait_until(
         lambda: (
-            value(scrape(api_url), "calsync_sse_streams_open", stream="user")
-            < value(opened, "calsync_sse_streams_open", stream="user")
+            value(scrape(api_url), "calsync_sse_streams_open", route="/me/sync-stream")
+            < value(opened, "calsync_sse_streams_open", route="/me/sync-stream")
         )
     )
 
