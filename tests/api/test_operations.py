@@ -114,7 +114,8 @@ def test_metrics_count_requests_starts_cache_hits_streams_and_finished_syncs(
         "GET", f"{api_url}/me/sync-stream", params={"ticket": ticket}, timeout=30
     ) as stream:
         assert stream.status_code == 200
-        next(stream.iter_lines())
+        lines = stream.iter_lines()  # kept: a dropped line iterator closes the response
+        assert next(lines) == "event: snapshot"
         opened = scrape(api_url)
         assert value(opened, "calsync_sse_streams_open", route="/me/sync-stream") >= 1
     wait_until(
