@@ -165,6 +165,11 @@ def run_change(event: Event) -> RunChange | None:
     return RunChange(run_id, info, None, tags)
 
 
+def _count_failure(exc: BaseException) -> None:
+    timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+    PREFECT_CALL_ERRORS.labels("timeout" if timed_out else "unreachable").inc()
+
+
 class Orchestrator:
     """Lives for the app's lifetime (FastAPI lifespan): one Prefect client, one batcher."""
 
@@ -215,8 +220,7 @@ class Orchestrator:
             PREFECT_CALL_ERRORS.labels("server_error").inc()
             raise OrchestratorUnavailable(f"Prefect answered {exc.response.status_code}") from None
         except (TimeoutError, httpx.HTTPError, OSError) as exc:
-            timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
-            PREFECT_CALL_ERRORS.labels("timeout" if timed_out else "unreachable").inc()
+            _count_failure(exc)
             logger.warning("Prefect call failed: %s: %s", type(exc).__name__, exc)
             raise OrchestratorUnavailable(f"Prefect unreachable: {type(exc).__name__}") from None
         except ObjectNotFound:
@@ -228,9 +232,13 @@ class Orchestrator:
 
     async def healthy(self) -> bool:
         try:
-            return await self._bounded(self.client.api_healthcheck()) is None
+            # Prefect's health check returns its error instead of raising it.
+            failure = await self._bounded(self.client.api_healthcheck())
         except OrchestratorUnavailable:
             return False
+        if failure is not None:
+            _count_failure(failure)
+        return failure is None
 
     async def _deployment_id(self, name: str) -> uuid.UUID:
         if name not in self._deployment_ids:

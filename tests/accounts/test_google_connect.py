@@ -153,17 +153,23 @@ def test_a_bad_state_or_code_is_rejected_before_anything_is_stored(
     for name, state in forged_states.items():
         response = client.callback("google", {"code": answer["code"], "state": state})
         assert response.status_code == 400, name
-        assert response.json() == {"detail": STATE_REJECTED}, name
+        assert response.json() == {"detail": STATE_REJECTED, "code": "oauth_state_invalid"}, name
 
     assert google.calls()["oauth.token"] == token_calls, "no code was exchanged"
     bad_code = client.callback("google", {"code": "4/not-a-code", "state": answer["state"]})
-    assert bad_code.status_code == 400 and bad_code.json() == {"detail": GOOGLE_CODE_REJECTED}
+    assert bad_code.status_code == 400 and bad_code.json() == {
+        "detail": GOOGLE_CODE_REJECTED,
+        "code": "oauth_code_rejected",
+    }
     assert client.http.get("/me/google-connection").json() == []
     assert rows_of_user(client.user_id) == NOTHING
     # The genuine pair still works: nothing above consumed it.
     assert client.callback("google", answer).status_code == 200
     replayed = client.callback("google", answer)
-    assert replayed.status_code == 400 and replayed.json() == {"detail": GOOGLE_CODE_REJECTED}
+    assert replayed.status_code == 400 and replayed.json() == {
+        "detail": GOOGLE_CODE_REJECTED,
+        "code": "oauth_code_rejected",
+    }
 
 
 def test_a_code_without_offline_access_is_rejected_and_nothing_is_stored(
@@ -178,7 +184,10 @@ def test_a_code_without_offline_access_is_rejected_and_nothing_is_stored(
     response = client.callback("google", {"code": code, "state": state})
 
     assert response.status_code == 400
-    assert response.json() == {"detail": GOOGLE_NO_REFRESH_TOKEN}
+    assert response.json() == {
+        "detail": GOOGLE_NO_REFRESH_TOKEN,
+        "code": "google_no_refresh_token",
+    }
     assert rows_of_user(client.user_id) == NOTHING
 
 
@@ -223,7 +232,10 @@ def test_enabling_a_calendar_syncs_it_and_disabling_removes_its_events(
     assert client.wait_for_run(again["run"]["flow_run_id"])["status"] == "completed"
     assert event_ids(other["id"]) == truth, "re-enabling starts over with a full pass"
     unknown = client.http.patch(f"/calendars/{uuid.uuid4()}", json={"enabled": True})
-    assert unknown.status_code == 404 and unknown.json() == {"detail": "calendar not found"}
+    assert unknown.status_code == 404 and unknown.json() == {
+        "detail": "calendar not found",
+        "code": "calendar_not_found",
+    }
     assert client.http.patch(f"/calendars/{other['id']}", json={}).status_code == 422
 
 

@@ -58,7 +58,10 @@ def test_a_rejected_api_key_is_a_400_and_nothing_is_stored(api, linear: LinearEm
 
     for key in (viewer["api_key"], "lin_api_made_up"):
         response = client.http.post("/connections/linear", json={"api_key": key})
-        assert response.status_code == 400 and response.json() == {"detail": LINEAR_KEY_REJECTED}
+        assert response.status_code == 400 and response.json() == {
+            "detail": LINEAR_KEY_REJECTED,
+            "code": "linear_key_rejected",
+        }
     empty = client.http.post("/connections/linear", json={"api_key": ""})
     assert empty.status_code == 422
     assert rows_of_user(client.user_id) == NOTHING
@@ -122,11 +125,20 @@ def test_a_bad_linear_state_or_code_is_rejected_and_nothing_is_stored(
     wrong_provider = client.callback("linear", {**answer, "state": google_state})
 
     for response in (foreign, wrong_provider):
-        assert response.status_code == 400 and response.json() == {"detail": STATE_REJECTED}
+        assert response.status_code == 400 and response.json() == {
+            "detail": STATE_REJECTED,
+            "code": "oauth_state_invalid",
+        }
     assert linear.token_calls() == token_calls
     bad_code = client.callback("linear", {**answer, "code": "not-a-code"})
-    assert bad_code.status_code == 400 and bad_code.json() == {"detail": LINEAR_CODE_REJECTED}
+    assert bad_code.status_code == 400 and bad_code.json() == {
+        "detail": LINEAR_CODE_REJECTED,
+        "code": "oauth_code_rejected",
+    }
     assert rows_of_user(client.user_id) == NOTHING
     assert client.callback("linear", answer).status_code == 200
     replayed = client.callback("linear", answer)
-    assert replayed.status_code == 400 and replayed.json() == {"detail": LINEAR_CODE_REJECTED}
+    assert replayed.status_code == 400 and replayed.json() == {
+        "detail": LINEAR_CODE_REJECTED,
+        "code": "oauth_code_rejected",
+    }

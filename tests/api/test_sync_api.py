@@ -163,7 +163,10 @@ def test_bad_ids_and_unknown_calendars_get_clear_4xx(setup) -> None:
     assert malformed.status_code == 422 and "detail" in malformed.json()
     assert client.get("/sync-runs/123").status_code == 422
     unknown = client.post(f"/calendars/{uuid.uuid4()}/sync")
-    assert unknown.status_code == 404 and unknown.json() == {"detail": "calendar not found"}
+    assert unknown.status_code == 404 and unknown.json() == {
+        "detail": "calendar not found",
+        "code": "calendar_not_found",
+    }
     bad_range = client.get(
         "/me/events", params={"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}
     )
