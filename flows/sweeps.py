@@ -18,8 +18,7 @@ from typing import Any
 
 from prefect import Task, flow, get_client, get_run_logger, task
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.runtime import task_run
+from prefect.states import Completed, Failed, Running
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.orm import Session
 
@@ -40,7 +39,7 @@ from core.sync.probe import ProbeResult
 from core.sync_state import SyncedModel
 from deployments.names import CALENDAR_SYNC, LINEAR_SYNC
 from flows.names import scheduled_run_name
-from flows.runs import tag_source
+from flows.runs import current_run_id, tag_source
 from flows.starts import RowToSync, active_runs, start_syncs
 
 # Probes wait on the provider and the database, not the CPU; each thread builds its own client.
@@ -118,17 +117,34 @@ def _read(
         return query(session, argument)
 
 
-@task(
-    name="start-syncs",
-    task_run_name="start-{provider}-syncs",
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
-def start_sweep_syncs(swept: _Swept, provider: str, rows: list[RowToSync]) -> int:
-    """Start the changed rows' syncs as children of this task run, so each run the sweep
-    started shows the sweep as its parent in the Prefect UI."""
-    parent = uuid.UUID(str(task_run.get_id()))
-    return len(start_syncs(swept.model, swept.deployment, swept.parameter, rows, parent=parent))
+# Stands for the sweep's "start-<provider>-syncs" step in the Prefect UI (no code runs as it).
+_STARTER = Task(name="start-syncs", fn=start_syncs)
+
+
+def _start_as_children(swept: _Swept, rows: list[RowToSync]) -> int:
+    """Start the changed rows' syncs under one task run of this sweep, so each run started
+    shows the sweep as its parent in the Prefect UI. The task run is created through the API
+    first, as Prefect's own `run_deployment` does: the server must know it before a run can
+    name it as parent (task runs of the flow itself reach the server later, through events)."""
+    with get_client(sync_client=True) as client:
+        parent = client.create_task_run(
+            task=_STARTER,
+            flow_run_id=current_run_id(),
+            dynamic_key=swept.provider,
+            name=f"start-{swept.provider}-syncs",
+            state=Running(),
+        )
+        try:
+            started = start_syncs(
+                swept.model, swept.deployment, swept.parameter, rows, parent=parent.id
+            )
+        except Exception:
+            client.set_task_run_state(
+                parent.id, Failed(message="starting syncs failed"), force=True
+            )
+            raise
+        client.set_task_run_state(parent.id, Completed(), force=True)
+    return len(started)
 
 
 def _sweep(swept: _Swept) -> dict[str, int]:
@@ -154,7 +170,7 @@ def _sweep(swept: _Swept) -> dict[str, int]:
         )
         for c in _read(swept.current, changed)
     ]
-    started = start_sweep_syncs(swept, swept.provider, rows) if rows else 0
+    started = _start_as_children(swept, rows) if rows else 0
     result = {
         "stale": len(candidates),
         "in_flight": len(candidates) - len(to_probe),
