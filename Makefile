@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test lint bench install browser clean lock
+.PHONY: dev test lint bench install browser clean lock openapi node
 
 # Every machine installs the set CI tested: constraints.txt pins each package (`make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -34,6 +34,19 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    chromium fonts-dejavu-core; }
+
+# Node and npm from Debian where missing (root, or sudo without a password), for `make openapi`.
+node:
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm; }
+
+# One command after any route or schema change: openapi.json, then the frontend's TypeScript
+# types from it (openapi-typescript, pinned in frontend/package-lock.json). Commit both.
+openapi: install node
+	$(PY) -m api.openapi_export openapi.json
+	cd frontend && npm ci --silent --no-audit --no-fund && npm run --silent types
 
 dev: install
 	$(PY) -m deployments.local_stack

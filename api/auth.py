@@ -18,10 +18,11 @@ from typing import Annotated, Any
 import anyio.to_thread
 import httpx
 import jwt
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt.types import Options
 
+from api.errors import ApiError, ErrorCode
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -269,10 +270,15 @@ async def current_user(
         challenge = "Bearer"
         if token:
             challenge = f'Bearer error="invalid_token", error_description="{exc.reason}"'
-        raise HTTPException(401, exc.reason, headers={"WWW-Authenticate": challenge}) from None
+        raise ApiError(
+            401, exc.reason, ErrorCode.UNAUTHORIZED, headers={"WWW-Authenticate": challenge}
+        ) from None
     except SigningKeysUnavailable as exc:
-        raise HTTPException(
-            503, exc.reason, headers={"Retry-After": str(exc.retry_after_s)}
+        raise ApiError(
+            503,
+            exc.reason,
+            ErrorCode.SIGNING_KEYS_UNAVAILABLE,
+            headers={"Retry-After": str(exc.retry_after_s)},
         ) from None
 
 

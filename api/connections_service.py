@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from fastapi import HTTPException, status
+from fastapi import status
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from api.errors import ApiError, ErrorCode
 from api.limits import CALENDAR_CHANGE, UserLimits
 from api.orchestrator import Orchestrator, OrchestratorUnavailable, RunInfo
 from api.routes.calendars import calendar_start_request
@@ -74,10 +75,11 @@ LINEAR_CODE_REJECTED = (
 LINEAR_KEY_REJECTED = "Linear did not accept this API key. Check the key and try again."
 
 
-def _not_configured(provider: str) -> HTTPException:
-    return HTTPException(
+def _not_configured(provider: str) -> ApiError:
+    return ApiError(
         status.HTTP_503_SERVICE_UNAVAILABLE,
         f"Connecting {provider} accounts is not configured on this server.",
+        ErrorCode.PROVIDER_NOT_CONFIGURED,
     )
 
 
@@ -101,10 +103,12 @@ async def _redeem_state(settings: Settings, state: str, user_id: str, provider: 
         )
     except InvalidState as exc:
         logger.info("rejected a %s callback: %s", provider, exc.reason)
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, STATE_REJECTED) from None
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST, STATE_REJECTED, ErrorCode.OAUTH_STATE_INVALID
+        ) from None
     if not await run_in_threadpool(_redeem, verified):
         logger.info("rejected a %s callback: state already used", provider)
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, STATE_USED)
+        raise ApiError(status.HTTP_400_BAD_REQUEST, STATE_USED, ErrorCode.OAUTH_STATE_USED)
     return verified
 
 
@@ -124,14 +128,15 @@ def calendar_out(calendar: ExternalCalendar, run: RunInfo | None) -> CalendarOut
 
 
 async def _start_syncs(
-    orchestrator: Orchestrator, requests: Iterable[StartRequest]
+    orchestrator: Orchestrator, requests: Iterable[StartRequest], source: str = "api"
 ) -> dict[uuid.UUID, RunInfo]:
     """Start (or join) each sync; when Prefect is down the change stays made and the rows simply
     show no run (the user can start one later)."""
     runs: dict[uuid.UUID, RunInfo] = {}
     for request in requests:
         try:
-            runs[request.row_id] = (await start_sync(orchestrator, request)).run
+            started = await start_sync(orchestrator, replace(request, source=source))
+            runs[request.row_id] = started.run
         except OrchestratorUnavailable as exc:
             logger.warning("could not start the sync of %s: %s", request.row_id, exc)
     return runs
@@ -173,9 +178,13 @@ def _read_google_account(settings: Settings, code: str, state: OAuthState) -> _G
     try:
         grant = google_oauth.exchange_code(settings, code, state.code_verifier)
     except NeedsReauth:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, GOOGLE_CODE_REJECTED) from None
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST, GOOGLE_CODE_REJECTED, ErrorCode.OAUTH_CODE_REJECTED
+        ) from None
     if grant.refresh_token is None:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, GOOGLE_NO_REFRESH_TOKEN)
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST, GOOGLE_NO_REFRESH_TOKEN, ErrorCode.GOOGLE_NO_REFRESH_TOKEN
+        )
     email = google_oauth.fetch_account_email(settings, grant.access_token)
     client = GoogleCalendarClient(
         settings,
@@ -227,7 +236,7 @@ async def connect_google(
     verified = await _redeem_state(settings, state, user_id, GOOGLE)
     account = await run_in_threadpool(_read_google_account, settings, code, verified)
     connection, starts = await run_in_threadpool(_store_google, user_id, account)
-    runs = await _start_syncs(orchestrator, starts)
+    runs = await _start_syncs(orchestrator, starts, source="connect")
     for start in starts:
         await run_in_threadpool(open_channel, start.row_id)
     logger.info("user %s connected a Google account (%s)", user_id, connection.id)
@@ -246,7 +255,9 @@ def _set_enabled(user_id: str, calendar_id: uuid.UUID, enabled: bool) -> Externa
     with session_scope() as session:
         calendar = user_calendar(session, user_id, calendar_id)
         if calendar is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "calendar not found")
+            raise ApiError(
+                status.HTTP_404_NOT_FOUND, "calendar not found", ErrorCode.CALENDAR_NOT_FOUND
+            )
         set_calendar_enabled(session, calendar, enabled)
         return calendar
 
@@ -301,7 +312,12 @@ def _read_viewer(settings: Settings, token: str, auth_kind: AuthKind, rejected: 
         try:
             return client.fetch_viewer()
         except AuthError:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, rejected) from None
+            code = (
+                ErrorCode.LINEAR_KEY_REJECTED
+                if auth_kind == "api_key"
+                else ErrorCode.OAUTH_CODE_REJECTED
+            )
+            raise ApiError(status.HTTP_400_BAD_REQUEST, rejected, code) from None
 
 
 def _linear_key_account(settings: Settings, api_key: str) -> LinearAccount:
@@ -321,7 +337,9 @@ def _linear_oauth_account(settings: Settings, code: str, state: OAuthState) -> L
             settings, code, settings.linear_oauth_redirect_uri, state.code_verifier
         )
     except NeedsReauth:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, LINEAR_CODE_REJECTED) from None
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST, LINEAR_CODE_REJECTED, ErrorCode.OAUTH_CODE_REJECTED
+        ) from None
     viewer = _read_viewer(settings, tokens.access_token, "oauth", LINEAR_CODE_REJECTED)
     return LinearAccount(
         organization_id=viewer.organization_id,
@@ -349,7 +367,7 @@ async def _connected_linear(
     connection = await run_in_threadpool(_store_linear, user_id, account)
     logger.info("user %s connected a Linear workspace (%s)", user_id, connection.id)
     request = linear_start_request(connection)
-    run = (await _start_syncs(orchestrator, [request])).get(connection.id)
+    run = (await _start_syncs(orchestrator, [request], source="connect")).get(connection.id)
     out = LinearConnectionOut.model_validate(connection)
     if run is not None:
         out.latest_sync_flow_run_id = run.id

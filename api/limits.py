@@ -10,10 +10,11 @@ import math
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request, status
 
-from api.auth import CurrentUser
 from api.deps import JSON_ERROR
+from api.errors import ApiError, ErrorCode
+from api.stream_auth import StreamUser
 from core.rate_limits import Limit, OpenLimiter, RateLimiter
 from core.settings import Settings
 
@@ -37,11 +38,12 @@ TOO_MANY_REQUESTS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def too_many(message: str, retry_after_s: float) -> HTTPException:
+def too_many(message: str, retry_after_s: float) -> ApiError:
     seconds = max(1, math.ceil(retry_after_s))
-    return HTTPException(
+    return ApiError(
         status.HTTP_429_TOO_MANY_REQUESTS,
         f"{message} Try again in {seconds} s.",
+        ErrorCode.RATE_LIMITED,
         headers={"Retry-After": str(seconds)},
     )
 
@@ -78,7 +80,7 @@ def get_limits(request: Request) -> UserLimits:
 LimitsDep = Annotated[UserLimits, Depends(get_limits)]
 
 
-async def sync_stream_slot(user: CurrentUser, limits: LimitsDep) -> AsyncIterator[None]:
+async def sync_stream_slot(user: StreamUser, limits: LimitsDep) -> AsyncIterator[None]:
     """Hold one of the user's open-stream slots for as long as the stream is open."""
     limits.check(user.id, STREAM_OPEN)
     if not limits.streams.acquire(user.id):

@@ -10,16 +10,31 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import TokenVerifier
+from api.errors import ErrorCode, error_response, http_error
 from api.limits import UserLimits
 from api.live import LiveHub
+from api.openapi_contract import install_contract, operation_id
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
-from api.routes import calendars, connections, events, health, linear, sync_runs, webhooks
+from api.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
+from api.routes import (
+    calendars,
+    connections,
+    events,
+    health,
+    linear,
+    stream_tickets,
+    sync_runs,
+    webhooks,
+)
+from api.routes import metrics as metrics_route
 from api.routes import settings as user_settings
 from api.routes.demo_page import router as demo_page_router
 from api.routes.live import router as live_router
 from core.errors import SyncError
+from core.log_config import configure_logging, settings_or_exit
 from core.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -47,27 +62,32 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 async def _orchestrator_unavailable(request: Request, exc: Exception) -> JSONResponse:
     logger.warning("orchestrator unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": PREFECT_DOWN}, status_code=503)
+    return error_response(503, PREFECT_DOWN, ErrorCode.PREFECT_UNAVAILABLE)
 
 
 async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.user_message if isinstance(exc, SyncError) else "request failed"
-    return JSONResponse({"detail": message}, status_code=502)
+    return error_response(502, message, ErrorCode.PROVIDER_ERROR)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": "Internal error. It has been logged."}, status_code=500)
+    return error_response(500, "Internal error. It has been logged.", ErrorCode.INTERNAL_ERROR)
 
 
 def create_app(prefect_api_url: str | None = None) -> FastAPI:
-    """The app; `prefect_api_url` overrides PREFECT_API_URL (tests point it at a dead server)."""
+    """The app; `prefect_api_url` overrides PREFECT_API_URL (tests point it at a dead server).
+
+    A bad setting stops start-up with one line naming it (exit code 2)."""
+    settings_or_exit("api")
+    configure_logging("api")
     settings = get_settings()
     app = FastAPI(
         title="calsync API",
         version="1.0.0",
         description="Sync Google calendars and Linear issues; start runs and follow their status.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.token_verifier = TokenVerifier(settings)
     app.state.limits = UserLimits(settings)
@@ -86,10 +106,13 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-            # Readable by the frontend's JavaScript: when to retry, why a token failed.
-            expose_headers=["Retry-After", "WWW-Authenticate", "X-Request-ID"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", REQUEST_ID_HEADER],
+            expose_headers=["Retry-After", "WWW-Authenticate", REQUEST_ID_HEADER],
         )
+    # Added last, so outermost: every answer (CORS preflights too) gets an ID, a log line and
+    # its metrics.
+    app.add_middleware(RequestContextMiddleware)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(OrchestratorUnavailable, _orchestrator_unavailable)
     app.add_exception_handler(SyncError, _provider_error)
     app.add_exception_handler(Exception, _unexpected)
@@ -98,6 +121,9 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(demo_page_router)
     app.include_router(live_router)
+    app.include_router(stream_tickets.router)
+    app.include_router(metrics_route.router)
+    install_contract(app)
     # Everything imported so far (Prefect, SQLAlchemy, pydantic: ~10^6 objects) lives as long as
     # the process: keep it out of the collector's full passes, which big pages trigger.
     gc.freeze()

@@ -30,8 +30,10 @@ from prefect.events import Event
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling
 
+from api.metrics import PREFECT_CALL_ERRORS, STATUS_CACHE
 from api.run_events import ARTIFACT_UPDATED, FLOW_RUN_PREFIX, prefect_events
 from api.run_progress import ProgressReader
+from api.sync_metrics import record_sync_finished
 from core.errors import CANCELLED, CRASHED, safe_message_from_state
 from core.sync.progress import SyncProgress, parse_description
 
@@ -163,6 +165,11 @@ def run_change(event: Event) -> RunChange | None:
     return RunChange(run_id, info, None, tags)
 
 
+def _count_failure(exc: BaseException) -> None:
+    timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+    PREFECT_CALL_ERRORS.labels("timeout" if timed_out else "unreachable").inc()
+
+
 class Orchestrator:
     """Lives for the app's lifetime (FastAPI lifespan): one Prefect client, one batcher."""
 
@@ -210,21 +217,28 @@ class Orchestrator:
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code < 500:
                 raise
+            PREFECT_CALL_ERRORS.labels("server_error").inc()
             raise OrchestratorUnavailable(f"Prefect answered {exc.response.status_code}") from None
         except (TimeoutError, httpx.HTTPError, OSError) as exc:
+            _count_failure(exc)
             logger.warning("Prefect call failed: %s: %s", type(exc).__name__, exc)
             raise OrchestratorUnavailable(f"Prefect unreachable: {type(exc).__name__}") from None
         except ObjectNotFound:
             raise
         except RuntimeError as exc:
             # The Prefect client wraps exhausted retries and closed transports in RuntimeError.
+            PREFECT_CALL_ERRORS.labels("unreachable").inc()
             raise OrchestratorUnavailable(f"Prefect call failed: {exc}") from None
 
     async def healthy(self) -> bool:
         try:
-            return await self._bounded(self.client.api_healthcheck()) is None
+            # Prefect's health check returns its error instead of raising it.
+            failure = await self._bounded(self.client.api_healthcheck())
         except OrchestratorUnavailable:
             return False
+        if failure is not None:
+            _count_failure(failure)
+        return failure is None
 
     async def _deployment_id(self, name: str) -> uuid.UUID:
         if name not in self._deployment_ids:
@@ -284,13 +298,16 @@ class Orchestrator:
         pending: list[tuple[uuid.UUID, asyncio.Future[RunInfo | None]]] = []
         for run_id in dict.fromkeys(run_ids):
             if run_id in self._final:
+                STATUS_CACHE.labels("hit").inc()
                 found[run_id] = self._final[run_id]
                 continue
             cached = self._live.get(run_id)
             if cached is not None and now - cached[0] < LIVE_STATE_TTL_S:
+                STATUS_CACHE.labels("hit").inc()
                 if cached[1] is not None:
                     found[run_id] = cached[1]
                 continue
+            STATUS_CACHE.labels("miss").inc()
             future = self._waiting.get(run_id)
             if future is None:
                 future = loop.create_future()
@@ -358,6 +375,7 @@ class Orchestrator:
 
             async def changes() -> AsyncIterator[RunChange]:
                 async for event in events:
+                    record_sync_finished(event)
                     change = run_change(event)
                     if change is not None:
                         yield change

@@ -16,6 +16,8 @@ from prefect.events import Event
 from prefect.events.clients import PrefectEventSubscriber, get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter
 
+from core.sync_report import SYNC_FINISHED_EVENT
+
 FLOW_RUN_PREFIX = "prefect.flow-run."
 ARTIFACT_UPDATED = "prefect.artifact.updated"
 CONNECT_TIMEOUT_S = 10.0
@@ -34,7 +36,8 @@ async def prefect_events(api_url: str | None) -> AsyncIterator[AsyncIterator[Eve
     The subscriber replays the last minute of events after each (re)connect and drops the
     duplicates it has seen, so consumers must tolerate events older than what they know.
     """
-    event_filter = EventFilter(event=EventNameFilter(prefix=[FLOW_RUN_PREFIX, ARTIFACT_UPDATED]))
+    names = [FLOW_RUN_PREFIX, ARTIFACT_UPDATED, SYNC_FINISHED_EVENT]
+    event_filter = EventFilter(event=EventNameFilter(prefix=names))
     subscriber = (
         PrefectEventSubscriber(
             api_url=api_url, filter=event_filter, reconnection_attempts=RECONNECT_ATTEMPTS

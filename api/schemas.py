@@ -7,12 +7,17 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.errors import DESCRIPTIONS, ErrorCode
 from api.orchestrator import RunInfo, RunStatus
 from core.sync.progress import SyncProgress
 
 
 class ErrorBody(BaseModel):
     detail: str = Field(description="What went wrong, safe to show to the user.")
+    code: ErrorCode = Field(
+        description="Stable machine-readable code; the text of `detail` may change, this does "
+        "not.\n\n" + "\n".join(f"- `{code.value}`: {text}" for code, text in DESCRIPTIONS.items())
+    )
 
 
 class ProgressOut(BaseModel):
@@ -131,7 +136,10 @@ class EventPage(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(
+        description="ok; degraded when the database answers but Prefect does not (reads work, "
+        "starting syncs and live status do not); unavailable when the database does not."
+    )
     database: bool | None = None
     prefect: bool | None = None
 
@@ -214,3 +222,9 @@ class TaskItemOut(BaseModel):
 
 class TaskList(BaseModel):
     items: list[TaskItemOut]
+
+
+class StreamTicket(BaseModel):
+    ticket: str = Field(description="Pass as `?ticket=` to one SSE route; single-use.")
+    expires_at: datetime
+    expires_in_s: int = Field(description="Seconds the ticket stays valid if unused.")

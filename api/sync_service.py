@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 
 from starlette.concurrency import run_in_threadpool
 
-from api.orchestrator import Orchestrator, RunInfo, RunStatus
+from api.metrics import SYNC_STARTS
+from api.orchestrator import Orchestrator, OrchestratorUnavailable, RunInfo, RunStatus
 from core.db import session_scope
 from core.repositories.runs import OwnedRun, fill_missing_error, owned_run
 from core.run_starts import LatestRun, plan_start, restart_key
@@ -34,6 +35,12 @@ class StartRequest:
     follow_up: bool = False
     # The run that last took the row's sync lease (calendars only; see core/sync_lease.py).
     lease_owner: uuid.UUID | None = None
+    # Who asked: api, webhook, connect... (the run's `source:` tag in the Prefect UI).
+    source: str = "api"
+
+    @property
+    def provider(self) -> str:
+        return next((t.split(":", 1)[1] for t in self.tags if t.startswith("provider:")), "")
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,17 @@ def _store_run(model: SyncedModel, row_id: uuid.UUID, run_id: uuid.UUID) -> None
 
 
 async def start_sync(orchestrator: Orchestrator, request: StartRequest) -> Started:
+    try:
+        started = await _start_sync(orchestrator, request)
+    except OrchestratorUnavailable:
+        SYNC_STARTS.labels(request.source, request.provider, "unavailable").inc()
+        raise
+    outcome = "joined" if started.already_running else "started"
+    SYNC_STARTS.labels(request.source, request.provider, outcome).inc()
+    return started
+
+
+async def _start_sync(orchestrator: Orchestrator, request: StartRequest) -> Started:
     latest: RunInfo | None = None
     seen: LatestRun | None = None
     if request.latest_run_id is not None:
@@ -62,14 +80,15 @@ async def start_sync(orchestrator: Orchestrator, request: StartRequest) -> Start
         return Started(latest, already_running=True)
     key = str(plan.idempotency_key)
     parameters = {request.parameter: str(request.row_id)}
+    tags = (*request.tags, f"source:{request.source}")
     run = await orchestrator.start_run(
-        request.deployment, parameters, tags=request.tags, idempotency_key=key
+        request.deployment, parameters, tags=tags, idempotency_key=key
     )
     if run.status.is_final:
         run = await orchestrator.start_run(
             request.deployment,
             parameters,
-            tags=request.tags,
+            tags=tags,
             idempotency_key=restart_key(key, run.id),
         )
     await run_in_threadpool(_store_run, request.model, request.row_id, run.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -155,6 +156,18 @@ class Settings(BaseSettings):
     limit_open_streams: int = Field(
         default=10, ge=1, validation_alias=AliasChoices("CALSYNC_LIMIT_OPEN_STREAMS")
     )
+
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=AliasChoices("CALSYNC_LOG_FORMAT")
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=AliasChoices("CALSYNC_LOG_LEVEL")
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

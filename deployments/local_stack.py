@@ -238,7 +238,14 @@ def first_syncs(calendars: list[tuple[str, str]], workspaces: list[tuple[str, st
     targets = [("calendar", CALENDAR_SYNC, "external_calendar_id", *c) for c in calendars]
     targets += [("workspace", LINEAR_SYNC, "task_connection_id", *w) for w in workspaces]
     runs = [
-        (kind, row_id, name, run_deployment(deployment, parameters={param: row_id}, timeout=0))
+        (
+            kind,
+            row_id,
+            name,
+            run_deployment(
+                deployment, parameters={param: row_id}, timeout=0, tags=["source:connect"]
+            ),
+        )
         for kind, deployment, param, row_id, name in targets
     ]
     with get_client(sync_client=True) as client:

@@ -8,8 +8,10 @@ from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Interval, Schedule
 
+from core.log_config import configure_logging, settings_or_exit
 from core.settings import Settings, get_settings
 from deployments import names
+from deployments.version import calsync_version
 from flows.calendar_sync import sync_calendar
 from flows.channel_renewal import renew_calendar_channels
 from flows.linear_sync import sync_linear
@@ -39,18 +41,22 @@ def _every(interval: timedelta, slug: str, settings: Settings) -> Schedule:
 
 def build_deployments() -> list:  # type: ignore[type-arg]
     settings = get_settings()
+    version = calsync_version()
     return [
         sync_calendar.to_deployment(
+            version=version,
             name=names.CALENDAR_SYNC_DEPLOYMENT,
             tags=["provider:google", "calsync"],
             description="Sync one Google calendar (started by the API, webhooks and sweeps).",
         ),
         sync_linear.to_deployment(
+            version=version,
             name=names.LINEAR_SYNC_DEPLOYMENT,
             tags=["provider:linear", "calsync"],
             description="Sync one Linear workspace connection (started by the API and sweeps).",
         ),
         sweep_calendars.to_deployment(
+            version=version,
             name=names.CALENDAR_SWEEP_DEPLOYMENT,
             tags=["provider:google", "calsync", "sweep"],
             description="Fallback sync: probe calendars not synced lately, sync the changed ones.",
@@ -64,6 +70,7 @@ def build_deployments() -> list:  # type: ignore[type-arg]
             concurrency_limit=ONE_AT_A_TIME,
         ),
         sweep_linear.to_deployment(
+            version=version,
             name=names.LINEAR_SWEEP_DEPLOYMENT,
             tags=["provider:linear", "calsync", "sweep"],
             description="Fallback sync: probe stale Linear connections, sync the changed ones.",
@@ -77,6 +84,7 @@ def build_deployments() -> list:  # type: ignore[type-arg]
             concurrency_limit=ONE_AT_A_TIME,
         ),
         renew_calendar_channels.to_deployment(
+            version=version,
             name=names.CHANNEL_RENEWAL_DEPLOYMENT,
             tags=["provider:google", "calsync"],
             description="Renew Google push channels expiring soon; stop disabled calendars' ones.",
@@ -87,6 +95,8 @@ def build_deployments() -> list:  # type: ignore[type-arg]
 
 
 def main() -> None:
+    settings_or_exit("runner")
+    configure_logging("runner")
     serve(*build_deployments(), limit=8)
 
 

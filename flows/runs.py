@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from prefect import get_client
-from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.objects import FlowRun, TaskRun
 from prefect.runtime import flow_run
 from prefect.states import State
 
@@ -53,11 +53,34 @@ def finish_run(model: SyncedModel, row_id: uuid.UUID, run_id: uuid.UUID) -> None
         record_run_succeeded(session, model, row_id, run_id)
 
 
+SOURCE_PREFIX = "source:"
+
+
+def _merged_tags(run: FlowRun, tags: list[str]) -> list[str]:
+    """The run's tags plus `tags`, and a `source:` tag if no starter set one: what Prefect's
+    scheduler created is `source:schedule`, anything else (the UI, the CLI) `source:manual`."""
+    merged = set(run.tags) | set(tags)
+    if not any(tag.startswith(SOURCE_PREFIX) for tag in merged):
+        merged.add(f"{SOURCE_PREFIX}{'schedule' if run.auto_scheduled else 'manual'}")
+    return sorted(merged)
+
+
 async def add_run_tags(tags: list[str]) -> None:
-    """Tag the current run (provider, user) whichever path started it, keeping existing tags."""
+    """Tag the current run (provider, user, source) whichever path started it, keeping existing
+    tags."""
     run_id = current_run_id()
     async with get_client() as client:
         run = await client.read_flow_run(run_id)
-        merged = sorted(set(run.tags) | set(tags))
+        merged = _merged_tags(run, tags)
         if merged != sorted(run.tags):
             await client.update_flow_run(run_id, tags=merged)
+
+
+def tag_source() -> None:
+    """For the sync (non-async) sweep and renewal flows: make sure the run has a `source:` tag."""
+    run_id = current_run_id()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        merged = _merged_tags(run, [])
+        if merged != sorted(run.tags):
+            client.update_flow_run(run_id, tags=merged)

@@ -55,9 +55,16 @@ def active_runs(client: SyncPrefectClient, run_ids: Iterable[uuid.UUID]) -> set[
 
 
 def start_syncs(
-    model: SyncedModel, deployment: str, parameter: str, rows: list[RowToSync]
+    model: SyncedModel,
+    deployment: str,
+    parameter: str,
+    rows: list[RowToSync],
+    *,
+    parent: uuid.UUID | None = None,
 ) -> dict[uuid.UUID, uuid.UUID]:
-    """Start (or join) one sync run per row; returns the run each row now points at."""
+    """Start (or join) one sync run per row; returns the run each row now points at.
+
+    `parent` (a task run of the starting flow) makes each new run its child in Prefect."""
     if not rows:
         return {}
     started: dict[uuid.UUID, uuid.UUID] = {}
@@ -84,6 +91,7 @@ def start_syncs(
                 parameters={parameter: str(row.row_id)},
                 tags=list(row.tags),
                 idempotency_key=key,
+                parent_task_run_id=parent,
             )
             if run.state is not None and run.state.is_final():
                 run = client.create_flow_run_from_deployment(
@@ -91,6 +99,7 @@ def start_syncs(
                     parameters={parameter: str(row.row_id)},
                     tags=list(row.tags),
                     idempotency_key=restart_key(key, run.id),
+                    parent_task_run_id=parent,
                 )
             with session_scope() as session:
                 record_run_started(session, model, row.row_id, run.id)

@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import Task, flow, get_client, get_run_logger, task
 from prefect.artifacts import create_table_artifact
+from prefect.states import Completed, Failed, Running
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.orm import Session
 
@@ -37,6 +38,8 @@ from core.sync.linear_probe import probe_linear_connection
 from core.sync.probe import ProbeResult
 from core.sync_state import SyncedModel
 from deployments.names import CALENDAR_SYNC, LINEAR_SYNC
+from flows.names import scheduled_run_name
+from flows.runs import current_run_id, tag_source
 from flows.starts import RowToSync, active_runs, start_syncs
 
 # Probes wait on the provider and the database, not the CPU; each thread builds its own client.
@@ -63,13 +66,14 @@ def _outcome(probe: Callable[[], ProbeResult]) -> str:
         return ProbeResult.CHANGED.value
 
 
-@task(name="probe-calendar", task_run_name="probe-{external_calendar_id}", persist_result=False)
-def probe_calendar(external_calendar_id: uuid.UUID) -> str:
+# `label` (the calendar's or workspace's name) only names the task run in the Prefect UI.
+@task(name="probe-calendar", task_run_name="probe/{label}", persist_result=False)
+def probe_calendar(external_calendar_id: uuid.UUID, label: str) -> str:
     return _outcome(lambda: CalendarSyncEngine().probe(external_calendar_id))
 
 
-@task(name="probe-linear", task_run_name="probe-{task_connection_id}", persist_result=False)
-def probe_linear(task_connection_id: uuid.UUID) -> str:
+@task(name="probe-linear", task_run_name="probe/{label}", persist_result=False)
+def probe_linear(task_connection_id: uuid.UUID, label: str) -> str:
     return _outcome(lambda: probe_linear_connection(session_factory(), task_connection_id))
 
 
@@ -83,7 +87,7 @@ class _Swept:
     provider: str
     stale: Callable[[Session, datetime], list[SyncCandidate]]
     current: Callable[[Session, list[uuid.UUID]], list[SyncCandidate]]
-    probe: Task[[uuid.UUID], str]
+    probe: Task[[uuid.UUID, str], str]
 
 
 CALENDARS = _Swept(
@@ -113,13 +117,45 @@ def _read(
         return query(session, argument)
 
 
+# Stands for the sweep's "start-<provider>-syncs" step in the Prefect UI (no code runs as it).
+_STARTER = Task(name="start-syncs", fn=start_syncs)
+
+
+def _start_as_children(swept: _Swept, rows: list[RowToSync]) -> int:
+    """Start the changed rows' syncs under one task run of this sweep, so each run started
+    shows the sweep as its parent in the Prefect UI. The task run is created through the API
+    first, as Prefect's own `run_deployment` does: the server must know it before a run can
+    name it as parent (task runs of the flow itself reach the server later, through events)."""
+    with get_client(sync_client=True) as client:
+        parent = client.create_task_run(
+            task=_STARTER,
+            flow_run_id=current_run_id(),
+            dynamic_key=swept.provider,
+            name=f"start-{swept.provider}-syncs",
+            state=Running(),
+        )
+        try:
+            started = start_syncs(
+                swept.model, swept.deployment, swept.parameter, rows, parent=parent.id
+            )
+        except Exception:
+            client.set_task_run_state(
+                parent.id, Failed(message="starting syncs failed"), force=True
+            )
+            raise
+        client.set_task_run_state(parent.id, Completed(), force=True)
+    return len(started)
+
+
 def _sweep(swept: _Swept) -> dict[str, int]:
+    tag_source()
     interval = timedelta(minutes=get_settings().fallback_sync_interval_minutes)
     candidates = _read(swept.stale, utcnow() - interval)
     with get_client(sync_client=True) as client:
         in_flight = active_runs(client, [c.latest_run_id for c in candidates if c.latest_run_id])
-    to_probe = [c.id for c in candidates if c.latest_run_id not in in_flight]
-    outcomes = swept.probe.map(to_probe).result()
+    probed = [c for c in candidates if c.latest_run_id not in in_flight]
+    to_probe = [c.id for c in probed]
+    outcomes = swept.probe.map(to_probe, [c.name for c in probed]).result()
     counts = Counter(outcomes)
     changed = [
         row_id for row_id, outcome in zip(to_probe, outcomes, strict=True) if outcome == "changed"
@@ -130,11 +166,11 @@ def _sweep(swept: _Swept) -> dict[str, int]:
             c.id,
             c.latest_run_id,
             c.lease_owner,
-            (f"provider:{swept.provider}", f"user:{c.user_id}"),
+            (f"provider:{swept.provider}", f"user:{c.user_id}", "source:sweep"),
         )
         for c in _read(swept.current, changed)
     ]
-    started = start_syncs(swept.model, swept.deployment, swept.parameter, rows)
+    started = _start_as_children(swept, rows) if rows else 0
     result = {
         "stale": len(candidates),
         "in_flight": len(candidates) - len(to_probe),
@@ -143,7 +179,7 @@ def _sweep(swept: _Swept) -> dict[str, int]:
         "skipped": counts[ProbeResult.SKIPPED.value],
         "needs_reauth": counts[NEEDS_REAUTH],
         "failed": counts[FAILED],
-        "runs": len(started),
+        "runs": started,
     }
     get_run_logger().info("%s sweep: %s", swept.provider, result)
     create_table_artifact(
@@ -154,6 +190,7 @@ def _sweep(swept: _Swept) -> dict[str, int]:
 
 @flow(
     name="sweep-calendars",
+    flow_run_name=scheduled_run_name("calendar-sweep"),
     description="Probe calendars not synced lately; start real syncs where Google has changes.",
     task_runner=ThreadPoolTaskRunner(max_workers=PROBE_WORKERS),
     persist_result=False,
@@ -164,6 +201,7 @@ def sweep_calendars() -> dict[str, int]:
 
 @flow(
     name="sweep-linear",
+    flow_run_name=scheduled_run_name("linear-sweep"),
     description="Probe Linear connections not synced lately; start real syncs where needed.",
     task_runner=ThreadPoolTaskRunner(max_workers=PROBE_WORKERS),
     persist_result=False,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
+from api.errors import ApiError, ErrorCode
 from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep
 from api.schemas import (
     CalendarOut,
@@ -81,14 +82,20 @@ def calendar_start_request(calendar: ExternalCalendar) -> StartRequest:
 
 def _startable(calendar: ExternalCalendar | None) -> ExternalCalendar:
     if calendar is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "calendar not found")
+        raise ApiError(
+            status.HTTP_404_NOT_FOUND, "calendar not found", ErrorCode.CALENDAR_NOT_FOUND
+        )
     if calendar.connection.status == ConnectionStatus.NEEDS_REAUTH:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, "Google access was revoked: reconnect your Google account."
+        raise ApiError(
+            status.HTTP_409_CONFLICT,
+            "Google access was revoked: reconnect your Google account.",
+            ErrorCode.REAUTH_REQUIRED,
         )
     if not calendar.enabled:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, "this calendar is disabled; enable it to sync"
+        raise ApiError(
+            status.HTTP_409_CONFLICT,
+            "this calendar is disabled; enable it to sync",
+            ErrorCode.CALENDAR_DISABLED,
         )
     return calendar
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
 from api import connections_service as service
 from api.deps import AUTH_ERRORS, UNREADABLE_BODY, CurrentUser, OrchestratorDep
+from api.errors import ApiError, ErrorCode
 from api.limits import TOO_MANY_REQUESTS, LimitsDep
 from api.schemas import (
     AuthorizeUrl,
@@ -74,7 +75,9 @@ async def update_calendar(
         orchestrator, limits, user.id, calendar_id, body.enabled
     )
     if calendar is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "calendar not found")
+        raise ApiError(
+            status.HTTP_404_NOT_FOUND, "calendar not found", ErrorCode.CALENDAR_NOT_FOUND
+        )
     return calendar
 
 
@@ -125,7 +128,9 @@ async def disconnect(
     revoked after the response, best effort."""
     done = await service.disconnect(orchestrator, user.id, connection_id)
     if done is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "connection not found")
+        raise ApiError(
+            status.HTTP_404_NOT_FOUND, "connection not found", ErrorCode.CONNECTION_NOT_FOUND
+        )
     if done.revoke is not None:
         background.add_task(done.revoke)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -16,6 +16,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=Health)
 async def healthz() -> Health:
+    """Liveness: the process answers."""
     return Health(status="ok")
 
 
@@ -30,9 +31,10 @@ def _database_ok() -> bool:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(orchestrator: OrchestratorDep) -> JSONResponse:
+    """Ready while the database answers. Prefect down is `degraded`, still 200: every read
+    route works without it, and failing here would take every replica out of the balancer."""
     database = await run_in_threadpool(_database_ok)
     prefect = await orchestrator.healthy()
-    body = Health(
-        status="ok" if database and prefect else "unavailable", database=database, prefect=prefect
-    )
-    return JSONResponse(body.model_dump(), status_code=200 if database and prefect else 503)
+    state = "unavailable" if not database else "ok" if prefect else "degraded"
+    body = Health(status=state, database=database, prefect=prefect)
+    return JSONResponse(body.model_dump(), status_code=200 if database else 503)

@@ -9,9 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import AUTH_ERRORS, JSON_ERROR, CurrentUser, LiveHubDep, OrchestratorDep
+from api.deps import AUTH_ERRORS, JSON_ERROR, LiveHubDep, OrchestratorDep
+from api.errors import ApiError, ErrorCode
 from api.limits import TOO_MANY_REQUESTS, sync_stream_slot
 from api.live import is_final_event_id
+from api.stream_auth import StreamUser
 from api.streams import run_stream, user_stream
 from api.sync_service import run_status
 
@@ -20,7 +22,7 @@ router = APIRouter(tags=["sync runs"], responses=AUTH_ERRORS)
 
 async def _resume_point(
     flow_run_id: uuid.UUID,
-    user: CurrentUser,
+    user: StreamUser,
     orchestrator: OrchestratorDep,
     last_event_id: Annotated[
         str | None, Header(description="Sent by SSE clients when they reconnect.")
@@ -30,7 +32,9 @@ async def _resume_point(
     reconnecting client already has the run's terminal event, which stops EventSource."""
     info = await run_status(orchestrator, user.id, flow_run_id)
     if info is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "sync run not found")
+        raise ApiError(
+            status.HTTP_404_NOT_FOUND, "sync run not found", ErrorCode.SYNC_RUN_NOT_FOUND
+        )
     try:
         resume = int(last_event_id) if last_event_id else None
     except ValueError:
@@ -51,7 +55,7 @@ async def _resume_point(
 )
 async def stream_sync_run(
     flow_run_id: uuid.UUID,
-    user: CurrentUser,
+    user: StreamUser,
     hub: LiveHubDep,
     resume: Annotated[int | None, Depends(_resume_point)],
 ) -> AsyncIterable[ServerSentEvent]:
@@ -68,7 +72,7 @@ async def stream_sync_run(
     responses=TOO_MANY_REQUESTS,
     dependencies=[Depends(sync_stream_slot)],
 )
-async def stream_my_syncs(user: CurrentUser, hub: LiveHubDep) -> AsyncIterable[ServerSentEvent]:
+async def stream_my_syncs(user: StreamUser, hub: LiveHubDep) -> AsyncIterable[ServerSentEvent]:
     """One stream for all of the user's calendars and Linear connections: a `snapshot` event
     with the latest run of each, then a `run` event whenever one changes or a new one starts.
     It does not end; a reconnect starts with a fresh snapshot."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
+from api.errors import ApiError, ErrorCode
 from api.schemas import ErrorBody, RunStatusOut
 from api.sync_service import run_status
 
@@ -23,6 +24,8 @@ async def get_sync_run(
 ) -> RunStatusOut:
     info = await run_status(orchestrator, user.id, flow_run_id)
     if info is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "sync run not found")
+        raise ApiError(
+            status.HTTP_404_NOT_FOUND, "sync run not found", ErrorCode.SYNC_RUN_NOT_FOUND
+        )
     progress = await orchestrator.read_progress([info])
     return RunStatusOut.from_info(info, progress.get(info.id))

@@ -16,10 +16,10 @@ import uuid
 from dataclasses import replace
 
 from fastapi import APIRouter, Request, Response, status
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import OrchestratorDep
+from api.errors import ErrorCode, error_response
 from api.routes.calendars import calendar_start_request
 from api.schemas import ErrorBody
 from api.sync_service import start_sync
@@ -93,7 +93,7 @@ async def verify_notification(request: Request) -> ExternalCalendar | Response:
             "rejected a Google notification for channel %r",
             channel_id[:64],
         )
-        return JSONResponse({"detail": "not found"}, status_code=status.HTTP_404_NOT_FOUND)
+        return error_response(status.HTTP_404_NOT_FOUND, "not found", ErrorCode.NOT_FOUND)
     if not await run_in_threadpool(_accept, calendar.id, channel_id, int(number)):
         rejections.warning(
             "replayed, duplicated or overtaken message number",
@@ -120,7 +120,10 @@ async def google_calendar_notification(request: Request, orchestrator: Orchestra
     if not calendar.enabled or calendar.connection.status == ConnectionStatus.NEEDS_REAUTH:
         return Response(status_code=status.HTTP_200_OK)
     start = replace(
-        calendar_start_request(calendar), follow_up=True, lease_owner=calendar.sync_lease_owner
+        calendar_start_request(calendar),
+        follow_up=True,
+        lease_owner=calendar.sync_lease_owner,
+        source="webhook",
     )
     await start_sync(orchestrator, start)
     return Response(status_code=status.HTTP_200_OK)

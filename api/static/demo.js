@@ -1,17 +1,21 @@
-// The demo page: sign in with a bearer token, list what is synced, start syncs and follow them.
-// It calls only the public API routes a real frontend would.
+// The demo page: sign in with a bearer token, list what is synced, start syncs and follow them
+// live. It calls only the public API routes a real frontend would: the live stream
+// (GET /me/sync-stream) is opened by EventSource, which cannot send the Authorization header,
+// with a single-use ticket from POST /stream-tickets, never with the token itself.
 "use strict";
 
 const TOKEN_KEY = "calsync.token";
-const POLL_MS = 1000;
+const RECONNECT_MS = 2000;
 const FINAL = new Set(["completed", "failed", "canceled"]);
 
-// Row ID -> the latest status read from /sync-runs while a run is in flight.
+// Row ID -> the latest state of its run, from the live stream or a start.
 const live = new Map();
 let data = { calendars: [], workspaces: [] };
-// Row ID -> the run being polled.
-const pending = new Map();
-let polling = false;
+// Row ID -> the run this page started; older runs' updates for that row are ignored.
+const expected = new Map();
+let stream = null;
+let opening = false;
+let reconnect = null;
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -27,7 +31,9 @@ async function api(method, path) {
     headers: { Authorization: `Bearer ${token()}`, Accept: "application/json" },
   });
   const body = await response.json().catch(() => ({}));
-  if (response.status === 401) throw new Unauthorized(body.detail || "unauthorized");
+  if (response.status === 401 && body.code === "unauthorized") {
+    throw new Unauthorized(body.detail || "unauthorized");
+  }
   if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
   return body;
 }
@@ -128,7 +134,7 @@ function render() {
   );
 }
 
-async function load() {
+async function fetchLists() {
   const [google, linear] = await Promise.all([
     api("GET", "/me/google-connection"),
     api("GET", "/me/linear-connection"),
@@ -139,39 +145,69 @@ async function load() {
     ),
     workspaces: linear,
   };
-  live.clear();
-  render();
-  const inFlight = [...data.calendars, ...data.workspaces].filter(
-    (row) => row.run && !FINAL.has(row.run.status),
-  );
-  guarded(() => follow(inFlight.map((row) => [row.id, row.run.flow_run_id])));
 }
 
-// Poll every followed run until it is final, then reload the lists (for the last-synced times).
-async function follow(runs) {
-  for (const [rowId, runId] of runs) pending.set(rowId, runId);
-  if (polling || pending.size === 0) return;
-  polling = true;
+async function load() {
+  await fetchLists();
+  live.clear();
+  render();
+  await openStream();
+}
+
+// One live stream for all of the user's runs: a `snapshot`, then a `run` event per change.
+async function openStream() {
+  if (stream || opening || !token()) return;
+  opening = true;
+  let ticket;
   try {
-    while (pending.size > 0) {
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-      for (const [rowId, runId] of [...pending]) {
-        const run = await api("GET", `/sync-runs/${runId}`);
-        live.set(rowId, run);
-        if (FINAL.has(run.status)) pending.delete(rowId);
-      }
-      render();
-    }
+    ({ ticket } = await api("POST", "/stream-tickets"));
   } finally {
-    polling = false;
+    opening = false;
   }
-  await load();
+  stream = new EventSource(`/me/sync-stream?ticket=${encodeURIComponent(ticket)}`);
+  stream.addEventListener("snapshot", (event) => JSON.parse(event.data).runs.forEach(update));
+  stream.addEventListener("run", (event) => update(JSON.parse(event.data)));
+  // A ticket opens one stream: EventSource's own retry would reuse it, so reconnect with a new one.
+  stream.onerror = () => {
+    closeStream();
+    reconnect = setTimeout(() => guarded(openStream), RECONNECT_MS);
+  };
+}
+
+function closeStream() {
+  if (stream) stream.close();
+  stream = null;
+  clearTimeout(reconnect);
+}
+
+function update(run) {
+  const rowId = run.calendar_id || run.task_connection_id;
+  const mine = expected.get(rowId);
+  if (mine && mine !== run.flow_run_id) return;
+  const before = live.get(rowId);
+  live.set(rowId, run);
+  render();
+  if (FINAL.has(run.status) && mine) {
+    expected.delete(rowId);
+    // Reload the lists for the new "last synced" times (the stream stays open).
+    if (!before || !FINAL.has(before.status)) guarded(reloadLists);
+  }
+}
+
+async function reloadLists() {
+  await fetchLists();
+  render();
 }
 
 function started(runs) {
-  for (const [rowId, run] of runs) live.set(rowId, { status: run.status, error: null });
+  for (const [rowId, run] of runs) {
+    expected.set(rowId, run.flow_run_id);
+    // The stream may have told this run's news already; keep it then.
+    if (live.get(rowId)?.flow_run_id !== run.flow_run_id) {
+      live.set(rowId, { flow_run_id: run.flow_run_id, status: run.status, error: null });
+    }
+  }
   render();
-  guarded(() => follow(runs.map(([rowId, run]) => [rowId, run.flow_run_id])));
 }
 
 async function syncNow() {
@@ -196,8 +232,9 @@ function show(signedIn) {
 
 function signOut(message) {
   localStorage.removeItem(TOKEN_KEY);
+  closeStream();
   live.clear();
-  pending.clear();
+  expected.clear();
   show(false);
   notice("");
   $("#sign-in-error").textContent = message || "";

@@ -61,6 +61,18 @@ def channels_due(session: Session, renew_before: datetime) -> list[uuid.UUID]:
     )
 
 
+def calendar_names(session: Session, calendar_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Names for the renewal's task runs."""
+    if not calendar_ids:
+        return {}
+    rows = session.execute(
+        select(ExternalCalendar.id, ExternalCalendar.name).where(
+            ExternalCalendar.id.in_(calendar_ids)
+        )
+    )
+    return {row_id: name for row_id, name in rows}
+
+
 def channels_of_disabled_calendars(session: Session) -> list[uuid.UUID]:
     return list(
         session.scalars(

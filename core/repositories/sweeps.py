@@ -21,6 +21,8 @@ class SyncCandidate:
     # The run that last took the sync lease (see core/sync_lease.py).
     lease_owner: uuid.UUID | None
     user_id: str
+    # The calendar's or workspace's name: what the sweep's task runs are called by.
+    name: str
 
 
 _COLUMNS = (
@@ -28,6 +30,7 @@ _COLUMNS = (
     ExternalCalendar.latest_sync_flow_run_id,
     ExternalCalendar.sync_lease_owner,
     CalendarConnection.user_id,
+    ExternalCalendar.name,
 )
 
 
@@ -71,12 +74,19 @@ def _task_connection_candidates(
     session: Session, *conditions: ColumnElement[bool]
 ) -> list[SyncCandidate]:
     rows = session.execute(
-        select(TaskConnection.id, TaskConnection.latest_sync_flow_run_id, TaskConnection.user_id)
+        select(
+            TaskConnection.id,
+            TaskConnection.latest_sync_flow_run_id,
+            TaskConnection.user_id,
+            TaskConnection.organization_name,
+        )
         .where(TaskConnection.status == ConnectionStatus.ACTIVE, *conditions)
         .order_by(TaskConnection.id)
     )
     # Sweeps never start follow-ups, the only start decision a lease owner informs.
-    return [SyncCandidate(row_id, latest, None, user_id) for row_id, latest, user_id in rows]
+    return [
+        SyncCandidate(row_id, latest, None, user_id, name) for row_id, latest, user_id, name in rows
+    ]
 
 
 def stale_task_connections(session: Session, synced_before: datetime) -> list[SyncCandidate]:

@@ -79,7 +79,10 @@ def test_disconnecting_google_removes_everything_and_revokes_the_grant(
         what="the refresh token is revoked",
     )
     again = client.http.delete(f"/connections/{connection['id']}")
-    assert again.status_code == 404 and again.json() == {"detail": "connection not found"}
+    assert again.status_code == 404 and again.json() == {
+        "detail": "connection not found",
+        "code": "connection_not_found",
+    }
     assert client.http.delete(f"/connections/{uuid.uuid4()}").status_code == 404
 
 

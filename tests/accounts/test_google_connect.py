@@ -158,21 +158,27 @@ def test_a_bad_state_or_code_is_rejected_before_anything_is_stored(
     for name, state in forged_states.items():
         response = client.callback("google", {"code": answer["code"], "state": state})
         assert response.status_code == 400, name
-        assert response.json() == {"detail": STATE_REJECTED}, name
+        assert response.json() == {"detail": STATE_REJECTED, "code": "oauth_state_invalid"}, name
 
     assert google.calls()["oauth.token"] == token_calls, "no code was exchanged"
     other_state = client.consent("google", email)["state"]
     bad_code = client.callback("google", {"code": "4/not-a-code", "state": other_state})
-    assert bad_code.status_code == 400 and bad_code.json() == {"detail": GOOGLE_CODE_REJECTED}
+    assert bad_code.status_code == 400 and bad_code.json() == {
+        "detail": GOOGLE_CODE_REJECTED,
+        "code": "oauth_code_rejected",
+    }
     assert client.http.get("/me/google-connection").json() == []
     assert rows_of_user(client.user_id) == NOTHING
     # The genuine pair still works: no rejected state above consumed it.
     assert client.callback("google", answer).status_code == 200
     replayed = client.callback("google", answer)
-    assert replayed.status_code == 400 and replayed.json() == {"detail": STATE_USED}
+    assert replayed.status_code == 400 and replayed.json() == {
+        "detail": STATE_USED,
+        "code": "oauth_state_used",
+    }
     reused_code = client.callback("google", {**answer, "state": client.consent("google")["state"]})
     assert reused_code.status_code == 400
-    assert reused_code.json() == {"detail": GOOGLE_CODE_REJECTED}
+    assert reused_code.json() == {"detail": GOOGLE_CODE_REJECTED, "code": "oauth_code_rejected"}
 
 
 def test_a_state_is_redeemed_once_even_by_concurrent_callbacks(api, google: GoogleEmulator) -> None:
@@ -186,7 +192,9 @@ def test_a_state_is_redeemed_once_even_by_concurrent_callbacks(api, google: Goog
         results = list(pool.map(lambda tab: tab.callback("google", answer), tabs))
 
     assert sorted(r.status_code for r in results) == [200] + [400] * 5
-    assert [r.json() for r in results if r.status_code == 400] == [{"detail": STATE_USED}] * 5
+    assert [r.json() for r in results if r.status_code == 400] == [
+        {"detail": STATE_USED, "code": "oauth_state_used"}
+    ] * 5
     assert google.calls()["oauth.token"] == token_calls + 1, "one exchange, for the one winner"
     assert len(client.http.get("/me/google-connection").json()) == 1
 
@@ -203,7 +211,10 @@ def test_a_code_from_someone_elses_consent_is_refused_by_google_through_pkce(
     # attacker's state) does not answer the challenge the victim's code was issued with.
     response = attacker.callback("google", {"code": stolen["code"], "state": own["state"]})
 
-    assert response.status_code == 400 and response.json() == {"detail": GOOGLE_CODE_REJECTED}
+    assert response.status_code == 400 and response.json() == {
+        "detail": GOOGLE_CODE_REJECTED,
+        "code": "oauth_code_rejected",
+    }
     assert rows_of_user(attacker.user_id) == NOTHING
     assert rows_of_user(victim.user_id) == NOTHING
 
@@ -220,7 +231,10 @@ def test_a_code_without_offline_access_is_rejected_and_nothing_is_stored(
     response = client.callback("google", {"code": code, "state": state})
 
     assert response.status_code == 400
-    assert response.json() == {"detail": GOOGLE_NO_REFRESH_TOKEN}
+    assert response.json() == {
+        "detail": GOOGLE_NO_REFRESH_TOKEN,
+        "code": "google_no_refresh_token",
+    }
     assert rows_of_user(client.user_id) == NOTHING
 
 
@@ -265,7 +279,10 @@ def test_enabling_a_calendar_syncs_it_and_disabling_removes_its_events(
     assert client.wait_for_run(again["run"]["flow_run_id"])["status"] == "completed"
     assert event_ids(other["id"]) == truth, "re-enabling starts over with a full pass"
     unknown = client.http.patch(f"/calendars/{uuid.uuid4()}", json={"enabled": True})
-    assert unknown.status_code == 404 and unknown.json() == {"detail": "calendar not found"}
+    assert unknown.status_code == 404 and unknown.json() == {
+        "detail": "calendar not found",
+        "code": "calendar_not_found",
+    }
     assert client.http.patch(f"/calendars/{other['id']}", json={}).status_code == 422
 
 

@@ -63,7 +63,10 @@ def test_a_rejected_api_key_is_a_400_and_nothing_is_stored(api, linear: LinearEm
 
     for key in (viewer["api_key"], "lin_api_made_up"):
         response = client.http.post("/connections/linear", json={"api_key": key})
-        assert response.status_code == 400 and response.json() == {"detail": LINEAR_KEY_REJECTED}
+        assert response.status_code == 400 and response.json() == {
+            "detail": LINEAR_KEY_REJECTED,
+            "code": "linear_key_rejected",
+        }
     empty = client.http.post("/connections/linear", json={"api_key": ""})
     assert empty.status_code == 422
     assert rows_of_user(client.user_id) == NOTHING
@@ -128,18 +131,27 @@ def test_a_bad_linear_state_or_code_is_rejected_and_nothing_is_stored(
     wrong_provider = client.callback("linear", {**answer, "state": google_state})
 
     for response in (foreign, wrong_provider):
-        assert response.status_code == 400 and response.json() == {"detail": STATE_REJECTED}
+        assert response.status_code == 400 and response.json() == {
+            "detail": STATE_REJECTED,
+            "code": "oauth_state_invalid",
+        }
     assert linear.token_calls() == token_calls
     other_state = client.consent("linear")["state"]
     bad_code = client.callback("linear", {"code": "not-a-code", "state": other_state})
-    assert bad_code.status_code == 400 and bad_code.json() == {"detail": LINEAR_CODE_REJECTED}
+    assert bad_code.status_code == 400 and bad_code.json() == {
+        "detail": LINEAR_CODE_REJECTED,
+        "code": "oauth_code_rejected",
+    }
     assert rows_of_user(client.user_id) == NOTHING
     assert client.callback("linear", answer).status_code == 200
     replayed = client.callback("linear", answer)
-    assert replayed.status_code == 400 and replayed.json() == {"detail": STATE_USED}
+    assert replayed.status_code == 400 and replayed.json() == {
+        "detail": STATE_USED,
+        "code": "oauth_state_used",
+    }
     reused_code = client.callback("linear", {**answer, "state": client.consent("linear")["state"]})
     assert reused_code.status_code == 400
-    assert reused_code.json() == {"detail": LINEAR_CODE_REJECTED}
+    assert reused_code.json() == {"detail": LINEAR_CODE_REJECTED, "code": "oauth_code_rejected"}
 
 
 def test_a_linear_code_from_someone_elses_consent_is_refused_through_pkce(
@@ -154,6 +166,9 @@ def test_a_linear_code_from_someone_elses_consent_is_refused_through_pkce(
 
     response = attacker.callback("linear", {"code": stolen["code"], "state": own["state"]})
 
-    assert response.status_code == 400 and response.json() == {"detail": LINEAR_CODE_REJECTED}
+    assert response.status_code == 400 and response.json() == {
+        "detail": LINEAR_CODE_REJECTED,
+        "code": "oauth_code_rejected",
+    }
     assert linear.token_calls() == token_calls + 1, "Linear saw the code and refused it"
     assert rows_of_user(attacker.user_id) == NOTHING

@@ -163,7 +163,10 @@ def test_bad_ids_and_unknown_calendars_get_clear_4xx(setup) -> None:
     assert malformed.status_code == 422 and "detail" in malformed.json()
     assert client.get("/sync-runs/123").status_code == 422
     unknown = client.post(f"/calendars/{uuid.uuid4()}/sync")
-    assert unknown.status_code == 404 and unknown.json() == {"detail": "calendar not found"}
+    assert unknown.status_code == 404 and unknown.json() == {
+        "detail": "calendar not found",
+        "code": "calendar_not_found",
+    }
     bad_range = client.get(
         "/me/events", params={"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}
     )
@@ -179,6 +182,7 @@ def test_requests_without_a_valid_token_get_401_json(api_url, setup) -> None:
     _, _, row_id, _ = setup
     missing = httpx.post(f"{api_url}/calendars/{row_id}/sync")
     assert missing.status_code == 401 and missing.json()["detail"]
+    assert missing.json()["code"] == "unauthorized"
     expired = httpx.get(
         f"{api_url}/me/google-connection", headers=bearer("u", exp=int(time.time()) - 3600)
     )
@@ -199,8 +203,12 @@ def test_prefect_unreachable_answers_503_fast_and_stores_nothing(setup) -> None:
         elapsed = time.monotonic() - started
         assert response.status_code == 503
         assert "unavailable" in response.json()["detail"]
+        assert response.json()["code"] == "prefect_unavailable"
         assert elapsed < 2.5
-        assert client.get("/readyz").status_code == 503
+        # The database answers, so the replica stays in the balancer, reporting Prefect down.
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "degraded", "database": True, "prefect": False}
     with session_scope() as session:
         row = session.scalars(select(ExternalCalendar).where(ExternalCalendar.id == row_id)).one()
         assert row.latest_sync_flow_run_id is None

@@ -19,6 +19,7 @@ from prefect.utilities.callables import parameter_schema_from_entrypoint
 
 from deployments import names
 from deployments.serve import build_deployments
+from deployments.version import calsync_version
 from tests.support.google import seed_calendar
 from tests.support.processes import ROOT, free_port, python, start, stop, wait_for_http
 
@@ -46,6 +47,7 @@ def test_prefect_yaml_names_py_and_the_runner_declare_the_same_deployments() -> 
         assert set(deployment["tags"]) == set(served[name].tags), name
         assert names.RUN_TAG in deployment["tags"], f"{name}: the crash automation matches it"
         assert deployment["entrypoint"] == served[name].entrypoint, name
+        assert served[name].version == calsync_version(), name
 
 
 def _isolated_env(home: Path, api_url: str) -> dict[str, str]:
@@ -109,6 +111,7 @@ def test_prefect_deploy_all_creates_every_deployment_with_schedules_and_schemas(
         assert deployment["work_pool_name"] == names.WORK_POOL
         assert set(deployment["tags"]) == set(spec["tags"])
         assert deployment["description"] == spec["description"]
+        assert deployment["version"] == calsync_version(), "prefect.yaml's build step sets it"
         [pull] = deployment["pull_steps"]
         assert "prefect.deployments.steps.set_working_directory" in pull
         expected = parameter_schema_from_entrypoint(spec["entrypoint"]).model_dump_for_openapi()

@@ -31,14 +31,27 @@ def page() -> Iterator[Page]:
         yield tab
 
 
-def sign_in(page: Page, api_url: str, user_id: str) -> None:
+# Records the URLs the page opens EventSources on (the page looks EventSource up when it opens one).
+RECORD_STREAMS = """
+window.streamUrls = [];
+const Native = window.EventSource;
+window.EventSource = function (url, options) {
+  window.streamUrls.push(String(url));
+  return new Native(url, options);
+};
+"""
+
+
+def sign_in(page: Page, api_url: str, user_id: str) -> str:
     token = bearer(user_id)["Authorization"].removeprefix("Bearer ")
     page.goto(f"{api_url}/")
     page.wait_for("!document.querySelector('#sign-in').hidden")
+    page.evaluate(RECORD_STREAMS)
     page.evaluate(
         f"document.querySelector('#token').value = {json.dumps(token)};"
         "document.querySelector('#sign-in').requestSubmit()"
     )
+    return token
 
 
 def new_calendar(google: GoogleEmulator, user_id: str, name: str) -> tuple[dict, uuid.UUID]:
@@ -51,7 +64,7 @@ def new_calendar(google: GoogleEmulator, user_id: str, name: str) -> tuple[dict,
 def test_sync_now_shows_syncing_then_synced_with_the_time(api_url, google, page) -> None:
     user = f"user-{uuid.uuid4().hex[:8]}"
     _, row = new_calendar(google, user, "Demo Work")
-    sign_in(page, api_url, user)
+    token = sign_in(page, api_url, user)
     status = STATUS.format(row=row)
     assert page.wait_for(status) == "Never synced"
     assert page.evaluate("document.querySelector('#workspaces').textContent").strip() == (
@@ -70,6 +83,10 @@ def test_sync_now_shows_syncing_then_synced_with_the_time(api_url, google, page)
     )
     calendars = httpx.get(f"{api_url}/me/google-connection", headers=bearer(user)).json()
     assert calendars[0]["calendars"][0]["last_synced_at"] is not None
+    # The page followed the run over the live stream, opened with a ticket, never the token.
+    urls = page.evaluate("window.streamUrls")
+    assert urls and all("/me/sync-stream?ticket=" in url for url in urls)
+    assert not any(token in url for url in urls)
 
 
 def test_failed_sync_shows_the_safe_message_and_a_bad_token_signs_out(
