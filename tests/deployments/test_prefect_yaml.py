@@ -21,6 +21,7 @@ from deployments import names
 from deployments.serve import build_deployments
 from tests.support.google import seed_calendar
 from tests.support.processes import ROOT, free_port, python, start, stop, wait_for_http
+from tests.support.server_logs import assert_no_service_errors
 
 PREFECT_YAML = ROOT / "prefect.yaml"
 
@@ -86,6 +87,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
         yield api_url, home
     finally:
         stop(server)
+    assert_no_service_errors(home / "server.log")
 
 
 def read_deployments(api_url: str) -> dict[str, dict[str, Any]]:
