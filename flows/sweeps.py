@@ -114,7 +114,7 @@ def _read(
 
 
 def _sweep(swept: _Swept) -> dict[str, int]:
-    interval = timedelta(minutes=get_settings().fallback_sync_interval_minutes)
+    interval = timedelta(seconds=get_settings().fallback_sync_interval_s)
     candidates = _read(swept.stale, utcnow() - interval)
     with get_client(sync_client=True) as client:
         in_flight = active_runs(client, [c.latest_run_id for c in candidates if c.latest_run_id])
