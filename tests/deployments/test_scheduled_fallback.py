@@ -100,12 +100,22 @@ def deploy_and_work(server: dict[str, str], logs: Path) -> subprocess.Popen[byte
     )
 
 
-def others_count_as_fresh() -> None:
-    """The sweeps and the renewal only see this test's rows: other calendars are disabled,
-    other Linear connections count as synced until long after the test."""
+@pytest.fixture
+def only_this_tests_rows(database: str) -> Iterator[None]:
+    """The sweeps and the renewal only see this test's rows: other calendars are disabled (as in
+    tests/sweeps), other Linear connections count as synced until the test is over."""
     disable_all_calendars()
     with session_scope() as session:
+        before = session.execute(select(TaskConnection.id, TaskConnection.last_synced_at)).all()
         session.execute(update(TaskConnection).values(last_synced_at=utcnow().replace(year=2100)))
+    yield
+    with session_scope() as session:
+        for row_id, synced_at in before:
+            session.execute(
+                update(TaskConnection)
+                .where(TaskConnection.id == row_id)
+                .values(last_synced_at=synced_at)
+            )
 
 
 def changed_after_sync(google: Any) -> tuple[SeededCalendar, str]:
@@ -170,9 +180,8 @@ def successor(google: Any, first: dict[str, Any]) -> dict[str, Any] | None:
 
 @pytest.mark.parametrize("path", [serve_locally, deploy_and_work], ids=["runner", "worker"])
 def test_the_scheduler_runs_the_sweeps_and_the_renewal_with_nobody_triggering_them(
-    path, scheduling_server, google, emulator_url, tmp_path
+    path, scheduling_server, only_this_tests_rows, google, emulator_url, tmp_path
 ) -> None:
-    others_count_as_fresh()
     calendar, added_event = changed_after_sync(google)
     connection, added_issue = linear_changed_after_sync(LinearEmulator(emulator_url))
     watched, first_channel = with_channel(google)
