@@ -64,9 +64,11 @@ def outage_server(tmp_path: Path, database: str) -> Iterator[PrefectServer]:
     if database.startswith("postgresql"):
         pytest.skip("the outage is Prefect's: one app database is enough to show it")
     server = PrefectServer(tmp_path / "prefect")
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()  # also when it did not come up in time: no server outlives the test
     assert_no_service_errors(server.home / "server.log")
 
 
