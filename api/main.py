@@ -97,8 +97,8 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
     if not settings.push_enabled:
         logger.info(
             "CALSYNC_PUBLIC_BASE_URL is not set: Google push notifications are off; the fallback "
-            "sweep every %d minutes keeps calendars fresh",
-            settings.fallback_sync_interval_minutes,
+            "sweep every %d s keeps calendars fresh",
+            settings.fallback_sync_interval_s,
         )
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:

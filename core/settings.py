@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path(".calsync")
@@ -112,14 +112,21 @@ class Settings(BaseSettings):
     public_base_url: str = Field(
         default="", validation_alias=AliasChoices("CALSYNC_PUBLIC_BASE_URL")
     )
+    # Time-driven settings are in seconds, so tests run the real schedules with short ones.
     push_channel_ttl_s: int = Field(
         default=7 * 24 * 3600, ge=60, validation_alias=AliasChoices("CALSYNC_PUSH_CHANNEL_TTL_S")
     )
-    channel_renew_before_hours: int = Field(
-        default=48, ge=1, validation_alias=AliasChoices("CALSYNC_CHANNEL_RENEW_BEFORE_HOURS")
+    # The renewal flow replaces channels expiring within this window; it runs every
+    # `channel_renewal_interval_s`, so a channel gets several chances before it expires.
+    channel_renew_before_s: int = Field(
+        default=48 * 3600, ge=1, validation_alias=AliasChoices("CALSYNC_CHANNEL_RENEW_BEFORE_S")
     )
-    fallback_sync_interval_minutes: int = Field(
-        default=30, ge=1, validation_alias=AliasChoices("CALSYNC_FALLBACK_SYNC_INTERVAL_MINUTES")
+    channel_renewal_interval_s: int = Field(
+        default=12 * 3600, ge=1, validation_alias=AliasChoices("CALSYNC_CHANNEL_RENEWAL_INTERVAL_S")
+    )
+    # How often the sweeps run, and how long since its last sync makes a row worth probing.
+    fallback_sync_interval_s: int = Field(
+        default=30 * 60, ge=1, validation_alias=AliasChoices("CALSYNC_FALLBACK_SYNC_INTERVAL_S")
     )
     # How long a sync's lease on its row lasts without renewal (runs renew it as pages arrive):
     # a stalled run loses it after this and may then write nothing more.
@@ -208,6 +215,20 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value
 
+    @model_validator(mode="after")
+    def _renewal_before_expiry(self) -> Settings:
+        # Otherwise a channel can expire between two renewals, or is replaced on every run.
+        if not self.channel_renewal_interval_s < self.channel_renew_before_s:
+            raise ValueError(
+                "CALSYNC_CHANNEL_RENEWAL_INTERVAL_S must be shorter than "
+                "CALSYNC_CHANNEL_RENEW_BEFORE_S"
+            )
+        if not self.channel_renew_before_s < self.push_channel_ttl_s:
+            raise ValueError(
+                "CALSYNC_CHANNEL_RENEW_BEFORE_S must be shorter than CALSYNC_PUSH_CHANNEL_TTL_S"
+            )
+        return self
+
     @property
     def oauth_state_secret(self) -> str:
         return self.state_secret or self.jwt_secret
@@ -246,7 +267,9 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:
+            raise ConfigError(f"Invalid settings: {first['msg']}") from None
+        field = str(first["loc"][0])
         name = _env_name(field) if field in Settings.model_fields else field
         raise ConfigError(f"Invalid setting {name}: {first['msg']}") from None
 

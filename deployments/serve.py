@@ -1,96 +1,50 @@
-"""Local runner: serves every deployment from this process (`python -m deployments.serve`)."""
+"""Local runner: serves every deployment of `spec.py` from this process
+(`python -m deployments.serve`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-from prefect.schedules import Interval, Schedule
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Interval
 
 from core.log_config import configure_logging, settings_or_exit
-from core.settings import Settings, get_settings
-from deployments import names
+from core.settings import get_settings
+from deployments.spec import SCHEDULE_ANCHOR, SCHEDULE_TIMEZONE, DeploymentSpec, deployment_specs
 from deployments.version import calsync_version
-from flows.calendar_sync import sync_calendar
-from flows.channel_renewal import renew_calendar_channels
-from flows.linear_sync import sync_linear
-from flows.sweeps import sweep_calendars, sweep_linear
 
-# Intervals count from a fixed UTC anchor, so every deploy keeps the same slots (:00 and :30).
-SCHEDULE_ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
-CALENDAR_SWEEP_SLUG = "calendar-sweep"
-LINEAR_SWEEP_SLUG = "linear-sweep"
-CHANNEL_RENEWAL_SLUG = "calendar-channel-renewal"
-CHANNEL_RENEWAL_EVERY = timedelta(hours=12)
-# A sweep still running when the next one is due makes the next one pointless: drop it.
 ONE_AT_A_TIME = ConcurrencyLimitConfig(
     limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
 )
 
 
-def _every(interval: timedelta, slug: str, settings: Settings) -> Schedule:
-    return Interval(
-        interval,
-        anchor_date=SCHEDULE_ANCHOR,
-        timezone="UTC",
-        slug=slug,
-        active=settings.schedules_active,
+def _deployment(spec: DeploymentSpec, schedules_active: bool, version: str) -> RunnerDeployment:
+    schedules = None
+    if spec.schedule is not None:
+        schedules = [
+            Interval(
+                spec.schedule.interval,
+                anchor_date=SCHEDULE_ANCHOR,
+                timezone=SCHEDULE_TIMEZONE,
+                slug=spec.schedule.slug,
+                active=schedules_active,
+            )
+        ]
+    return spec.flow.to_deployment(
+        name=spec.name,
+        version=version,
+        tags=list(spec.tags),
+        description=spec.description,
+        schedules=schedules,
+        concurrency_limit=ONE_AT_A_TIME if spec.one_at_a_time else None,
     )
 
 
-def build_deployments() -> list:  # type: ignore[type-arg]
+def build_deployments() -> list[RunnerDeployment]:
     settings = get_settings()
     version = calsync_version()
     return [
-        sync_calendar.to_deployment(
-            version=version,
-            name=names.CALENDAR_SYNC_DEPLOYMENT,
-            tags=["provider:google", "calsync"],
-            description="Sync one Google calendar (started by the API, webhooks and sweeps).",
-        ),
-        sync_linear.to_deployment(
-            version=version,
-            name=names.LINEAR_SYNC_DEPLOYMENT,
-            tags=["provider:linear", "calsync"],
-            description="Sync one Linear workspace connection (started by the API and sweeps).",
-        ),
-        sweep_calendars.to_deployment(
-            version=version,
-            name=names.CALENDAR_SWEEP_DEPLOYMENT,
-            tags=["provider:google", "calsync", "sweep"],
-            description="Fallback sync: probe calendars not synced lately, sync the changed ones.",
-            schedules=[
-                _every(
-                    timedelta(minutes=settings.fallback_sync_interval_minutes),
-                    CALENDAR_SWEEP_SLUG,
-                    settings,
-                )
-            ],
-            concurrency_limit=ONE_AT_A_TIME,
-        ),
-        sweep_linear.to_deployment(
-            version=version,
-            name=names.LINEAR_SWEEP_DEPLOYMENT,
-            tags=["provider:linear", "calsync", "sweep"],
-            description="Fallback sync: probe stale Linear connections, sync the changed ones.",
-            schedules=[
-                _every(
-                    timedelta(minutes=settings.fallback_sync_interval_minutes),
-                    LINEAR_SWEEP_SLUG,
-                    settings,
-                )
-            ],
-            concurrency_limit=ONE_AT_A_TIME,
-        ),
-        renew_calendar_channels.to_deployment(
-            version=version,
-            name=names.CHANNEL_RENEWAL_DEPLOYMENT,
-            tags=["provider:google", "calsync"],
-            description="Renew Google push channels expiring soon; stop disabled calendars' ones.",
-            schedules=[_every(CHANNEL_RENEWAL_EVERY, CHANNEL_RENEWAL_SLUG, settings)],
-            concurrency_limit=ONE_AT_A_TIME,
-        ),
+        _deployment(spec, settings.schedules_active, version) for spec in deployment_specs(settings)
     ]
 
 

@@ -63,7 +63,7 @@ def renew_calendar_channels() -> dict[str, int]:
     settings = get_settings()
     if not settings.push_enabled:
         logger.info("CALSYNC_PUBLIC_BASE_URL is not set: push is off, no channel to renew")
-    renew_before = utcnow() + timedelta(hours=settings.channel_renew_before_hours)
+    renew_before = utcnow() + timedelta(seconds=settings.channel_renew_before_s)
     due, disabled, names = _due(renew_before, settings.push_enabled)
     renewed = renew_calendar_channel.map(
         due, [names.get(i, str(i)) for i in due], renew_before=unmapped(renew_before)

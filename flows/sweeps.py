@@ -149,7 +149,7 @@ def _start_as_children(swept: _Swept, rows: list[RowToSync]) -> int:
 
 def _sweep(swept: _Swept) -> dict[str, int]:
     tag_source()
-    interval = timedelta(minutes=get_settings().fallback_sync_interval_minutes)
+    interval = timedelta(seconds=get_settings().fallback_sync_interval_s)
     candidates = _read(swept.stale, utcnow() - interval)
     with get_client(sync_client=True) as client:
         in_flight = active_runs(client, [c.latest_run_id for c in candidates if c.latest_run_id])

@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet
 from tests.support.auth import JWT_SECRET
 from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.processes import free_port, python, start, stop, wait_for_http
+from tests.support.server_logs import assert_no_service_errors
 
 TMP = Path(tempfile.mkdtemp(prefix="calsync-tests-"))
 PREFECT_PORT = free_port()
@@ -157,6 +158,7 @@ def prefect_server() -> Iterator[str]:
         yield api_url
     finally:
         stop(process)
+    assert_no_service_errors(TMP / "prefect-server.log")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.processes import ROOT, free_port, python
+from tests.support.server_logs import assert_no_service_errors
 
 pytestmark = pytest.mark.integration
 
@@ -128,6 +129,7 @@ def test_make_dev_on_postgres_serves_the_demo_and_stops_everything_on_ctrl_c(
         while processes_with(marker) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert processes_with(marker) == []
+        assert_no_service_errors(tmp_path / "calsync" / "logs" / "prefect-server.log")
     finally:
         for pid in processes_with(marker):
             os.kill(pid, signal.SIGKILL)

@@ -1,11 +1,10 @@
-"""prefect.yaml, deployments/names.py and the local runner agree; `prefect deploy --all` works
-against a Prefect server and a process worker runs what it deployed."""
+"""prefect.yaml is generated from deployments/spec.py, `prefect deploy --all` creates from it
+exactly the deployments the local runner serves (field by field, on real servers), it refuses
+settings the file was not generated for, and a process worker runs what it deployed."""
 
 from __future__ import annotations
 
-import importlib
 import os
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,79 +14,49 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prefect.utilities.callables import parameter_schema_from_entrypoint
 
+from core.settings import Settings, get_settings
 from deployments import names
-from deployments.serve import build_deployments
+from deployments.prefect_yaml import PATH, render
+from deployments.spec import deployment_specs
 from deployments.version import calsync_version
 from tests.support.google import seed_calendar
-from tests.support.processes import ROOT, free_port, python, start, stop, wait_for_http
+from tests.support.prefect_server import deploy_all, isolated_env, own_prefect_server, prefect_cli
+from tests.support.processes import ROOT, python, start, stop
 
-PREFECT_YAML = ROOT / "prefect.yaml"
-
-
-def declared() -> list[dict[str, Any]]:
-    return list(yaml.safe_load(PREFECT_YAML.read_text())["deployments"])
+SCHEDULE_SETTINGS = ("fallback_sync_interval_s", "channel_renewal_interval_s")
+SCHEDULE_FIELDS = ("interval", "anchor_date", "timezone")
 
 
-def flow_name(entrypoint: str) -> str:
-    path, attribute = entrypoint.split(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    return str(getattr(module, attribute).name)
+def default_schedules() -> Settings:
+    """The settings the committed prefect.yaml is for: the defaults of the schedule settings."""
+    return get_settings().model_copy(
+        update={name: Settings.model_fields[name].default for name in SCHEDULE_SETTINGS}
+    )
 
 
-def test_prefect_yaml_names_py_and_the_runner_declare_the_same_deployments() -> None:
-    in_yaml = {f"{flow_name(d['entrypoint'])}/{d['name']}": d for d in declared()}
-    served = {f"{d.flow_name}/{d.name}": d for d in build_deployments()}
-
-    assert len(names.ALL_DEPLOYMENTS) == len(set(names.ALL_DEPLOYMENTS))
-    assert set(in_yaml) == set(names.ALL_DEPLOYMENTS) == set(served)
-    for name, deployment in in_yaml.items():
-        assert deployment["work_pool"]["name"] == names.WORK_POOL, name
-        assert set(deployment["tags"]) == set(served[name].tags), name
-        assert names.RUN_TAG in deployment["tags"], f"{name}: the crash automation matches it"
-        assert deployment["entrypoint"] == served[name].entrypoint, name
-        assert served[name].version == calsync_version(), name
+def test_the_committed_prefect_yaml_is_the_generated_one() -> None:
+    assert PATH.read_text() == render(default_schedules()), (
+        "prefect.yaml is stale: run `python -m deployments.prefect_yaml` with default settings"
+    )
 
 
-def _isolated_env(home: Path, api_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_DATABASE_CONNECTION_URL"}
-    # The UI is off through PREFECT_SERVER_UI_ENABLED (the session's environment).
-    env.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": api_url})
-    return env
+def test_the_spec_declares_every_named_deployment_once() -> None:
+    specs = deployment_specs(get_settings())
+    declared = [f"{spec.flow.name}/{spec.name}" for spec in specs]
+    in_yaml = [d["name"] for d in yaml.safe_load(PATH.read_text())["deployments"]]
+
+    assert sorted(declared) == sorted(set(declared)) == sorted(names.ALL_DEPLOYMENTS)
+    assert in_yaml == [spec.name for spec in specs]
+    assert all(names.RUN_TAG in spec.tags for spec in specs), "the crash automation matches it"
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A Prefect server of its own (the session's one is the runner's), with prefect.yaml deployed
-    the way the README says: create the work pool, then `prefect --no-prompt deploy --all`."""
-    home = tmp_path_factory.mktemp("prefect-deploy")
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = _isolated_env(home, api_url)
-    server = start(
-        [python(), "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        home / "server.log",
-    )
-    try:
-        wait_for_http(f"{api_url}/health", 60, server)
-        for command in (
-            ["work-pool", "create", names.WORK_POOL, "--type", "process"],
-            ["--no-prompt", "deploy", "--all"],
-        ):
-            done = subprocess.run(
-                [python(), "-m", "prefect", *command],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        yield api_url, home
-    finally:
-        stop(server)
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A Prefect server of its own with prefect.yaml deployed the way the README says."""
+    with own_prefect_server(tmp_path_factory.mktemp("prefect-deploy")) as env:
+        deploy_all(env)
+        yield env
 
 
 def read_deployments(api_url: str) -> dict[str, dict[str, Any]]:
@@ -98,53 +67,82 @@ def read_deployments(api_url: str) -> dict[str, dict[str, Any]]:
     }
 
 
-@pytest.mark.integration
-def test_prefect_deploy_all_creates_every_deployment_with_schedules_and_schemas(
-    deployed,
-) -> None:
-    api_url, _ = deployed
-    on_server = read_deployments(api_url)
+def declared_fields(deployment: dict[str, Any]) -> dict[str, Any]:
+    """What a deployment on the server says about itself, leaving out where it runs (a work
+    pool for prefect.yaml, the runner's process for `serve`) and server-side identities."""
+    limit = deployment["global_concurrency_limit"]
+    return {
+        "entrypoint": deployment["entrypoint"],
+        "version": deployment["version"],
+        "description": deployment["description"],
+        "tags": sorted(deployment["tags"]),
+        "parameters": deployment["parameters"],
+        "parameter_schema": deployment["parameter_openapi_schema"],
+        "schedules": sorted(
+            (s["slug"], s["active"], *(s["schedule"][k] for k in SCHEDULE_FIELDS))
+            for s in deployment["schedules"]
+        ),
+        "limit": limit and limit["limit"],
+        "collision_strategy": (deployment["concurrency_options"] or {}).get("collision_strategy"),
+    }
 
-    assert set(on_server) == set(names.ALL_DEPLOYMENTS)
-    for spec in declared():
-        deployment = on_server[f"{flow_name(spec['entrypoint'])}/{spec['name']}"]
-        assert deployment["work_pool_name"] == names.WORK_POOL
-        assert set(deployment["tags"]) == set(spec["tags"])
-        assert deployment["description"] == spec["description"]
-        assert deployment["version"] == calsync_version(), "prefect.yaml's build step sets it"
-        [pull] = deployment["pull_steps"]
+
+@pytest.mark.integration
+def test_deploy_all_and_the_runner_create_the_same_deployments_field_by_field(
+    deployed, runner
+) -> None:
+    from_yaml = read_deployments(deployed["PREFECT_API_URL"])
+    from_runner = read_deployments(os.environ["PREFECT_API_URL"])
+    settings = get_settings()
+
+    assert set(from_yaml) == set(names.ALL_DEPLOYMENTS)
+    for spec in deployment_specs(settings):
+        name = f"{spec.flow.name}/{spec.name}"
+        fields = declared_fields(from_yaml[name])
+        assert fields == declared_fields(from_runner[name]), name
+        assert from_yaml[name]["work_pool_name"] == names.WORK_POOL
+        [pull] = from_yaml[name]["pull_steps"]
         assert "prefect.deployments.steps.set_working_directory" in pull
-        expected = parameter_schema_from_entrypoint(spec["entrypoint"]).model_dump_for_openapi()
-        assert deployment["parameter_openapi_schema"]["properties"].keys() == (
-            expected["properties"].keys()
+        assert (fields["entrypoint"], fields["description"]) == (spec.entrypoint, spec.description)
+        assert fields["tags"] == sorted(spec.tags)
+        assert fields["version"] == calsync_version(), "prefect.yaml's build step sets it"
+        if spec.schedule is None:
+            assert (fields["schedules"], fields["limit"]) == ([], None), name
+            continue
+        [(slug, active, interval, _, timezone)] = fields["schedules"]
+        assert (slug, interval, timezone) == (
+            spec.schedule.slug,
+            spec.schedule.interval.total_seconds(),
+            "UTC",
         )
-        schedules = {
-            s["slug"]: s["schedule"] for s in deployment["schedules"] if s["active"] is not False
-        }
-        assert schedules.keys() == {s["slug"] for s in spec.get("schedules", [])}
-        for wanted in spec.get("schedules", []):
-            got = schedules[wanted["slug"]]
-            assert got["interval"] == wanted["interval"] and got["timezone"] == "UTC"
-        limit = spec.get("concurrency_limit")
-        if limit is not None:
-            assert deployment["global_concurrency_limit"]["limit"] == limit["limit"]
-            assert (
-                deployment["concurrency_options"]["collision_strategy"]
-                == (limit["collision_strategy"])
-            )
+        # The session turns schedules off (CALSYNC_SCHEDULES_ACTIVE=false): both paths obey.
+        assert active is settings.schedules_active is False
+        assert (fields["limit"], fields["collision_strategy"]) == (1, "CANCEL_NEW")
+
+
+@pytest.mark.integration
+def test_deploy_refuses_settings_prefect_yaml_was_not_generated_for(deployed) -> None:
+    env = {**deployed, "CALSYNC_FALLBACK_SYNC_INTERVAL_S": "600"}
+
+    done = prefect_cli(env, "--no-prompt", "deploy", "--name", names.CALENDAR_SWEEP_DEPLOYMENT)
+
+    assert done.returncode != 0
+    assert "python -m deployments.prefect_yaml" in done.stdout + done.stderr
 
 
 @pytest.mark.integration
 def test_a_process_worker_runs_a_calendar_sync_from_the_deployed_yaml(
     deployed, database, google, tmp_path
 ) -> None:
-    api_url, home = deployed
     account = google.account()
     cal = google.calendar(account["email"], "Worker")
     google.bulk(cal["id"], 40)
     row_id = seed_calendar(account, cal, user_id=f"user-{uuid.uuid4().hex[:8]}")
-    # Read now: the session's fixtures have pointed the environment at the emulator meanwhile.
-    worker_env = {**_isolated_env(home, api_url), "CALSYNC_PROJECT_DIR": str(ROOT)}
+    api_url = deployed["PREFECT_API_URL"]
+    # Built now: the session's fixtures have pointed the environment at the emulator since.
+    worker_env = isolated_env(
+        Path(deployed["PREFECT_HOME"]), api_url, CALSYNC_PROJECT_DIR=str(ROOT)
+    )
     worker = start(
         [python(), "-m", "prefect", "worker", "start", "--pool", names.WORK_POOL, "--limit", "2"],
         worker_env,

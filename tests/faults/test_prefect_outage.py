@@ -17,6 +17,7 @@ from core.models import ExternalCalendar
 from tests.support.auth import bearer
 from tests.support.google import GoogleEmulator, seed_calendar
 from tests.support.processes import free_port, python, start, stop, wait_for_http
+from tests.support.server_logs import assert_no_service_errors
 from tests.support.servers import serve
 
 pytestmark = pytest.mark.integration
@@ -63,9 +64,12 @@ def outage_server(tmp_path: Path, database: str) -> Iterator[PrefectServer]:
     if database.startswith("postgresql"):
         pytest.skip("the outage is Prefect's: one app database is enough to show it")
     server = PrefectServer(tmp_path / "prefect")
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()  # also when it did not come up in time: no server outlives the test
+    assert_no_service_errors(server.home / "server.log")
 
 
 def _register_deployment(api_url: str) -> None:

@@ -1,17 +1,15 @@
-"""The sweep and the channel renewal are scheduled alike in the runner and in prefect.yaml."""
+"""The sweeps and the channel renewal are scheduled from the settings, in UTC from a fixed anchor,
+one run at a time (prefect.yaml gets the same from deployments/spec.py: test_prefect_yaml.py)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-import yaml
 
 from deployments import names
 from deployments.serve import build_deployments
-
-PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
+from tests.conftest import reset_caches
 
 
 @pytest.fixture(autouse=True)
@@ -19,33 +17,33 @@ def only_new_calendars() -> None:
     """Overrides the package fixture: these tests touch no database."""
 
 
+@pytest.fixture
+def short_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALSYNC_FALLBACK_SYNC_INTERVAL_S", "7")
+    monkeypatch.setenv("CALSYNC_CHANNEL_RENEWAL_INTERVAL_S", "11")
+    reset_caches()
+    yield
+    monkeypatch.undo()
+    reset_caches()
+
+
 @pytest.mark.parametrize(
     ("deployment", "slug", "every"),
     [
-        (names.CALENDAR_SWEEP_DEPLOYMENT, "calendar-sweep", timedelta(minutes=30)),
-        (names.LINEAR_SWEEP_DEPLOYMENT, "linear-sweep", timedelta(minutes=30)),
-        (names.CHANNEL_RENEWAL_DEPLOYMENT, "calendar-channel-renewal", timedelta(hours=12)),
+        (names.CALENDAR_SWEEP_DEPLOYMENT, "calendar-sweep", timedelta(seconds=7)),
+        (names.LINEAR_SWEEP_DEPLOYMENT, "linear-sweep", timedelta(seconds=7)),
+        (names.CHANNEL_RENEWAL_DEPLOYMENT, "calendar-channel-renewal", timedelta(seconds=11)),
     ],
 )
-def test_scheduled_flows_have_stable_utc_schedules_and_run_one_at_a_time(
-    deployment: str, slug: str, every: timedelta
+def test_scheduled_flows_take_their_interval_from_the_settings_in_utc_one_at_a_time(
+    short_intervals: None, deployment: str, slug: str, every: timedelta
 ) -> None:
     served = {d.name: d for d in build_deployments()}[deployment]
-    [schedule] = served.schedules
+    [schedule] = served.schedules  # type: ignore[misc]
     assert schedule.slug == slug
     assert schedule.schedule.interval == every  # type: ignore[union-attr]
     assert schedule.schedule.timezone == "UTC"
     assert schedule.schedule.anchor_date.minute == 0  # type: ignore[union-attr]
+    assert schedule.active is False  # the session's CALSYNC_SCHEDULES_ACTIVE
     assert served.concurrency_limit == 1
     assert served.concurrency_options.collision_strategy == "CANCEL_NEW"  # type: ignore[union-attr]
-
-    [declared] = [
-        d
-        for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
-        if d["name"] == deployment
-    ]
-    [yaml_schedule] = declared["schedules"]
-    assert yaml_schedule["slug"] == slug and yaml_schedule["timezone"] == "UTC"
-    assert timedelta(seconds=yaml_schedule["interval"]) == every
-    assert declared["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
-    assert declared["entrypoint"].split(":")[-1] == str(served.entrypoint).split(":")[-1]
