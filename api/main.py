@@ -6,12 +6,18 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.auth import TokenVerifier
+from api.body_limit import BodyLimit, document_body_limit
+from api.catch_all import CatchAll
 from api.live import LiveHub
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
 from api.routes import calendars, connections, events, health, linear, sync_runs, webhooks
@@ -19,11 +25,13 @@ from api.routes import settings as user_settings
 from api.routes.demo_page import router as demo_page_router
 from api.routes.live import router as live_router
 from core.errors import SyncError
-from core.settings import get_settings
+from core.settings import settings_or_exit
 
 logger = logging.getLogger(__name__)
 
 PREFECT_DOWN = "The sync service is temporarily unavailable. Try again in a moment."
+# How much of a rejected value a 422 echoes back: enough to recognise it, never the whole body.
+MAX_ECHOED_INPUT = 100
 
 
 @asynccontextmanager
@@ -54,14 +62,31 @@ async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=502)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": "Internal error. It has been logged."}, status_code=500)
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 (a list of errors with `loc`, `msg`, `type`), with each `input` cut short."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {**error, "input": _short(error["input"])} if "input" in error else error
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+def _short(value: Any) -> Any:
+    """A scalar as it is; a string, or the JSON of anything else, cut to MAX_ECHOED_INPUT."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else _json_text(value)
+    return text if len(text) <= MAX_ECHOED_INPUT else text[:MAX_ECHOED_INPUT] + "…"
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(jsonable_encoder(value)).decode()
 
 
 def create_app(prefect_api_url: str | None = None) -> FastAPI:
     """The app; `prefect_api_url` overrides PREFECT_API_URL (tests point it at a dead server)."""
-    settings = get_settings()
+    settings = settings_or_exit()
     app = FastAPI(
         title="calsync API",
         version="1.0.0",
@@ -78,6 +103,9 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
             "sweep every %d minutes keeps calendars fresh",
             settings.fallback_sync_interval_minutes,
         )
+    # Added innermost first: CORS wraps the 413s and 500s too, so browsers can read them.
+    app.add_middleware(CatchAll)
+    app.add_middleware(BodyLimit)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(
@@ -88,12 +116,13 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
         )
     app.add_exception_handler(OrchestratorUnavailable, _orchestrator_unavailable)
     app.add_exception_handler(SyncError, _provider_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     routers = (health, calendars, sync_runs, events, connections, user_settings, linear, webhooks)
     for module in routers:
         app.include_router(module.router)
     app.include_router(demo_page_router)
     app.include_router(live_router)
+    document_body_limit(app)
     # Everything imported so far (Prefect, SQLAlchemy, pydantic: ~10^6 objects) lives as long as
     # the process: keep it out of the collector's full passes, which big pages trigger.
     gc.freeze()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path(".calsync")
@@ -21,6 +22,11 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
+    # `local` is `make dev` on one machine: a key file is generated when no keys are given.
+    # Anywhere else every process must share the same keys, so `production` requires them.
+    environment: Literal["local", "production"] = Field(
+        default="production", validation_alias=AliasChoices("CALSYNC_ENV")
+    )
     database_url: str = Field(
         default=f"sqlite:///{DATA_DIR / 'calsync.db'}",
         validation_alias=AliasChoices("CALSYNC_DATABASE_URL"),
@@ -170,6 +176,25 @@ class Settings(BaseSettings):
             raise ValueError("must be an https URL (http only for localhost)")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """Settings that are only wrong together; each message starts with the variable."""
+        if self.environment == "production" and not self.encryption_keys.strip():
+            raise ValueError(
+                "CALSYNC_ENCRYPTION_KEYS: required when CALSYNC_ENV=production (the default), "
+                "so every machine reads the same tokens; CALSYNC_ENV=local generates a key for "
+                "this machine only"
+            )
+        if self.jwt_jwks_url:
+            # Without both, a token the same identity provider signed for another app passes.
+            for name, value in (
+                ("CALSYNC_JWT_AUDIENCE", self.jwt_audience),
+                ("CALSYNC_JWT_ISSUER", self.jwt_issuer),
+            ):
+                if not value:
+                    raise ValueError(f"{name}: required when CALSYNC_JWT_JWKS_URL is set")
+        return self
+
     @property
     def push_enabled(self) -> bool:
         return bool(self.public_base_url)
@@ -193,6 +218,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not first["loc"]:  # from `_consistent`, which names the variable itself
+            raise ConfigError(f"Invalid setting {first['ctx']['error']}") from None
         field = str(first["loc"][0]) if first["loc"] else "?"
         name = _env_name(field) if field in Settings.model_fields else field
         raise ConfigError(f"Invalid setting {name}: {first['msg']}") from None
@@ -201,3 +228,17 @@ def load_settings() -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+def settings_or_exit() -> Settings:
+    """The settings of a process that is starting: a bad one ends it with its one line."""
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        raise SystemExit(f"calsync: {exc}") from None
+
+
+if __name__ == "__main__":
+    # `python -m core.settings && prefect worker start ...`: a worker machine that would fail
+    # every run (no keys, say) refuses to start instead.
+    print(f"calsync: settings OK ({settings_or_exit().environment})")

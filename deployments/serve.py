@@ -8,7 +8,7 @@ from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Interval, Schedule
 
-from core.settings import Settings, get_settings
+from core.settings import Settings, get_settings, settings_or_exit
 from deployments import names
 from flows.calendar_sync import sync_calendar
 from flows.channel_renewal import renew_calendar_channels
@@ -87,6 +87,7 @@ def build_deployments() -> list:  # type: ignore[type-arg]
 
 
 def main() -> None:
+    settings_or_exit()
     serve(*build_deployments(), limit=8)
 
 
