@@ -12,15 +12,14 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import JSON_ERROR
 
 MAX_BODY_BYTES = 64 * 1024
 
-TOO_LARGE: dict[int | str, dict[str, Any]] = {
-    413: {"description": "The request body is larger than 64 KiB.", "content": JSON_ERROR},
+TOO_LARGE = {
+    "413": {"description": "The request body is larger than 64 KiB.", "content": JSON_ERROR},
 }
 
 
@@ -102,7 +101,17 @@ async def _refuse(send: Send, detail: str) -> None:
 
 
 def document_body_limit(app: FastAPI) -> None:
-    """Every route taking a body lists the 413 in its OpenAPI responses."""
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.body_field is not None:
-            route.responses = {**TOO_LARGE, **route.responses}
+    """Every operation taking a body lists the 413 in the app's OpenAPI schema."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = build()
+        if fresh:  # FastAPI keeps the schema once built: add the 413s to it once
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    if "requestBody" in operation:
+                        operation["responses"].update(TOO_LARGE)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -43,6 +43,8 @@ def linear_run_name() -> str:
     retry_delay_seconds=[2, 10, 30],
     retry_condition_fn=retry_on_transient,
 )
+# Outermost inside the task: the progress artifact and the engine both fail as ours.
+@safe_failures()
 def sync_linear_issues(task_connection_id: uuid.UUID) -> dict[str, Any]:
     logger = get_run_logger()
     with ProgressReporter(f"linear-sync-progress-{task_connection_id}", "Linear sync") as reporter:
@@ -51,8 +53,7 @@ def sync_linear_issues(task_connection_id: uuid.UUID) -> dict[str, Any]:
             reporter.page(pages, items)
             logger.info("page %d done, %d issues so far", pages, items)
 
-        with safe_failures():
-            counts = sync_task_connection(session_factory(), task_connection_id, on_page=log_page)
+        counts = sync_task_connection(session_factory(), task_connection_id, on_page=log_page)
         reporter.finish()
     return counts.as_dict()
 

@@ -10,6 +10,7 @@ from prefect import get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
 from core.errors import SyncFailed, user_message_for
+from core.failures import as_sync_error
 from core.sync_state import SyncedModel
 from flows.runs import add_run_tags, finish_run, start_run
 
@@ -35,8 +36,9 @@ async def run_sync_job(
     try:
         counts = work()
     except Exception as exc:
-        logger.error("%s sync failed: %s: %s", kind, type(exc).__name__, exc)
-        raise SyncFailed(user_message_for(exc)) from None
+        error = as_sync_error(exc)  # the task's are ours already; anything else is cut to its type
+        logger.error("%s sync failed: %s: %s", kind, type(error).__name__, error)
+        raise SyncFailed(user_message_for(error)) from None
     finish_run(model, row_id, run_id)
     await acreate_table_artifact(
         key=f"{kind}-sync-{row_id}",
