@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -62,14 +62,16 @@ async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=502)
 
 
-async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+async def _invalid_request(request: Request, exc: Exception) -> Response:
     """FastAPI's 422 (a list of errors with `loc`, `msg`, `type`), with each `input` cut short."""
     assert isinstance(exc, RequestValidationError)
     errors = [
         {**error, "input": _short(error["input"])} if "input" in error else error
         for error in exc.errors()
     ]
-    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+    # ASCII JSON: a rejected body may hold what UTF-8 cannot encode (a lone surrogate).
+    body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True, default=str)
+    return Response(body, status_code=422, media_type="application/json")
 
 
 def _short(value: Any) -> Any:
@@ -81,7 +83,8 @@ def _short(value: Any) -> Any:
 
 
 def _json_text(value: Any) -> str:
-    return orjson.dumps(jsonable_encoder(value)).decode()
+    # Not orjson: a fuzzed body can hold integers past 64 bits.
+    return json.dumps(jsonable_encoder(value), ensure_ascii=False, default=str)
 
 
 def create_app(prefect_api_url: str | None = None) -> FastAPI:

@@ -70,6 +70,16 @@ def test_a_whole_body_of_the_wrong_type_is_echoed_as_a_short_json_prefix(owner: 
     assert len(response.content) < 1000
 
 
+def test_a_body_with_a_huge_integer_and_a_lone_surrogate_is_a_422(owner: Owner) -> None:
+    """Found by schemathesis: echoing such a body once failed to encode (a 500)."""
+    body = '[123456789012345678901234567890123456789, "\\udc00", {"\\ud800": 1}]'
+    response = owner.api.http.patch(
+        "/me/settings", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["input"].startswith("[123456789012345678901234567890")
+
+
 def test_an_oversized_body_to_the_webhook_is_413_and_an_empty_one_is_not(api_url: str) -> None:
     with httpx.Client(base_url=api_url) as client:
         path = GOOGLE_WEBHOOK_PATH
