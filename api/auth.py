@@ -1,8 +1,8 @@
 """Bearer-JWT authentication: `CurrentUser` is the dependency every non-public route takes.
 
-Two modes, chosen by settings: a JWKS URL (production: RS256/ES256 tokens from Clerk, Auth0 or any
-OIDC provider) or a shared HS256 secret (local dev). With neither configured every request is
-rejected; an unsigned token is never accepted.
+Two modes, chosen by settings: a JWKS URL with its issuer and audience (production: RS256/ES256
+tokens from Clerk, Auth0 or any OIDC provider) or a shared HS256 secret (local dev). With neither
+configured every request is rejected; an unsigned token is never accepted.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from core.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 JWKS_ALGORITHMS = ("RS256", "ES256")
+# The subject becomes `user_id` in every table (String(255)) and a Prefect tag: longer ones, or
+# ones with control characters, are no user of ours.
+MAX_SUBJECT_LENGTH = 255
 SECRET_ALGORITHMS = ("HS256",)
 
 # Checked in order: InvalidSignatureError is a DecodeError, which we report as malformed.
@@ -216,6 +219,8 @@ class TokenVerifier:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise TokenRejected("missing subject")
+        if len(subject) > MAX_SUBJECT_LENGTH or not subject.isprintable():
+            raise TokenRejected("invalid subject")
         return User(id=subject, claims=claims)
 
 

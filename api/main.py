@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import TokenVerifier
+from api.body_limit import BodyLimit, document_body_limit
+from api.catch_all import CatchAll
 from api.errors import ErrorCode, error_response, http_error
 from api.limits import UserLimits
 from api.live import LiveHub
@@ -34,12 +40,14 @@ from api.routes import settings as user_settings
 from api.routes.demo_page import router as demo_page_router
 from api.routes.live import router as live_router
 from core.errors import SyncError
-from core.log_config import configure_logging, settings_or_exit
-from core.settings import get_settings
+from core.log_config import configure_logging
+from core.settings import settings_or_exit
 
 logger = logging.getLogger(__name__)
 
 PREFECT_DOWN = "The sync service is temporarily unavailable. Try again in a moment."
+# How much of a rejected value a 422 echoes back: enough to recognise it, never the whole body.
+MAX_ECHOED_INPUT = 100
 
 
 @asynccontextmanager
@@ -70,18 +78,41 @@ async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(502, message, ErrorCode.PROVIDER_ERROR)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "Internal error. It has been logged.", ErrorCode.INTERNAL_ERROR)
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 (a list of errors with `loc`, `msg`, `type`), with each `input` cut short."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {**error, "input": _short(error["input"])} if "input" in error else error
+        for error in exc.errors()
+    ]
+    # ASCII JSON: a rejected body may hold what UTF-8 cannot encode (a lone surrogate).
+    body = json.dumps(
+        {"detail": jsonable_encoder(errors), "code": ErrorCode.INVALID_REQUEST.value},
+        ensure_ascii=True,
+        default=str,
+    )
+    return Response(body, status_code=422, media_type="application/json")
+
+
+def _short(value: Any) -> Any:
+    """A scalar as it is; a string, or the JSON of anything else, cut to MAX_ECHOED_INPUT."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else _json_text(value)
+    return text if len(text) <= MAX_ECHOED_INPUT else text[:MAX_ECHOED_INPUT] + "…"
+
+
+def _json_text(value: Any) -> str:
+    # Not orjson: a fuzzed body can hold integers past 64 bits.
+    return json.dumps(jsonable_encoder(value), ensure_ascii=False, default=str)
 
 
 def create_app(prefect_api_url: str | None = None) -> FastAPI:
     """The app; `prefect_api_url` overrides PREFECT_API_URL (tests point it at a dead server).
 
     A bad setting stops start-up with one line naming it (exit code 2)."""
-    settings_or_exit("api")
+    settings = settings_or_exit("api")
     configure_logging("api")
-    settings = get_settings()
     app = FastAPI(
         title="calsync API",
         version="1.0.0",
@@ -100,6 +131,9 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
             "sweep every %d s keeps calendars fresh",
             settings.fallback_sync_interval_s,
         )
+    # Added innermost first: CORS wraps the 413s and 500s too, so browsers can read them.
+    app.add_middleware(CatchAll)
+    app.add_middleware(BodyLimit)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(
@@ -115,7 +149,7 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(OrchestratorUnavailable, _orchestrator_unavailable)
     app.add_exception_handler(SyncError, _provider_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     routers = (health, calendars, sync_runs, events, connections, user_settings, linear, webhooks)
     for module in routers:
         app.include_router(module.router)
@@ -124,6 +158,7 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
     app.include_router(stream_tickets.router)
     app.include_router(metrics_route.router)
     install_contract(app)
+    document_body_limit(app)
     # Everything imported so far (Prefect, SQLAlchemy, pydantic: ~10^6 objects) lives as long as
     # the process: keep it out of the collector's full passes, which big pages trigger.
     gc.freeze()

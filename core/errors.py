@@ -21,13 +21,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from core.redact import redact
+
 
 class SyncError(Exception):
     user_message = "The sync failed. It will be retried automatically."
     retryable = False
 
     def __init__(self, detail: str = "", *, user_message: str | None = None) -> None:
-        super().__init__(detail or self.user_message)
+        # Details are ours, but may quote a provider's answer: known credential shapes go.
+        super().__init__(redact(detail) or self.user_message)
         if user_message is not None:
             self.user_message = user_message
 

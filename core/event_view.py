@@ -45,7 +45,17 @@ def render_view(row: Mapping[str, Any]) -> str:
     return orjson.dumps(dict(zip(VIEW_FIELDS, _view_values(row), strict=True))).decode()
 
 
+# Events longer than this (holidays, project spans) are rare; range reads find them by their own
+# small index, and only shorter events count toward a calendar's scan bound, so one ten-year
+# event cannot widen every later scan of its calendar.
+LONG_EVENT_SECONDS = 7 * 86400
+
+
 def span_seconds(row: Mapping[str, Any]) -> int:
     """How long the event lasts, rounded up: a calendar's longest span bounds range scans."""
     seconds = (row["end_at"] - row["start_at"]).total_seconds()
     return max(0, -int(-seconds // 1))
+
+
+def is_long(span: int) -> bool:
+    return span > LONG_EVENT_SECONDS

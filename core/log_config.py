@@ -126,12 +126,3 @@ def configure_logging(component: str) -> None:
     # The API writes its own access log (api/request_context.py): without query strings, which
     # may carry a stream ticket, and with the request ID.
     logging.getLogger("uvicorn.access").disabled = True
-
-
-def settings_or_exit(component: str) -> None:
-    """Validate the settings at start-up: a bad one prints one line naming it and exits 2."""
-    try:
-        get_settings()
-    except ConfigError as exc:
-        print(f"calsync {component}: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None

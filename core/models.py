@@ -17,6 +17,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -110,8 +112,9 @@ class ExternalCalendar(TimestampMixin, SyncStateMixin, Base):
     # owner stays after release, so it also names the run that last began listing.
     sync_lease_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     sync_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The longest event ever stored for this calendar, in seconds (it only grows): an event
-    # overlapping [start, end) starts after start - this, which bounds range scans from below.
+    # The longest event ever stored for this calendar, in seconds, long events aside (it only
+    # grows, up to LONG_EVENT_SECONDS): an overlapping event that is not long starts after
+    # start - this, which bounds range scans from below.
     max_event_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Highest X-Goog-Message-Number accepted on the current channel (replays are refused).
     channel_message_number: Mapped[int | None] = mapped_column(BigInteger)
@@ -125,6 +128,14 @@ class Event(Base):
         UniqueConstraint("external_calendar_id", "external_id"),
         # Each calendar's events in view order, so a user's calendars merge without a sort.
         Index("ix_events_calendar_start", "external_calendar_id", "start_at", "id"),
+        # The few long events (core/event_view.py), which range reads look up on their own.
+        Index(
+            "ix_events_long",
+            "external_calendar_id",
+            "start_at",
+            postgresql_where=text("is_long"),
+            sqlite_where=text("is_long = 1"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -155,6 +166,8 @@ class Event(Base):
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The event as the API serves it (core/event_view.py), written with the row.
     view_json: Mapped[str] = mapped_column(Text)
+    # Longer than LONG_EVENT_SECONDS: outside its calendar's scan bound, in ix_events_long.
+    is_long: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class UserSettings(Base):

@@ -1,4 +1,9 @@
-"""Scrub credentials from text before it reaches a log line, a state message or a user."""
+"""Scrub known credential shapes from text: the second line of defence.
+
+The first is structural (`core.failures`): only our own errors' text leaves a worker. Those
+details pass through here as they are made (`core.errors.SyncError`), in case one quotes a
+provider's answer holding a token.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -22,6 +24,11 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
+    # `local` is `make dev` on one machine: a key file is generated when no keys are given.
+    # Anywhere else every process must share the same keys, so `production` requires them.
+    environment: Literal["local", "production"] = Field(
+        default="production", validation_alias=AliasChoices("CALSYNC_ENV")
+    )
     database_url: str = Field(
         default=f"sqlite:///{DATA_DIR / 'calsync.db'}",
         validation_alias=AliasChoices("CALSYNC_DATABASE_URL"),
@@ -220,12 +227,12 @@ class Settings(BaseSettings):
         # Otherwise a channel can expire between two renewals, or is replaced on every run.
         if not self.channel_renewal_interval_s < self.channel_renew_before_s:
             raise ValueError(
-                "CALSYNC_CHANNEL_RENEWAL_INTERVAL_S must be shorter than "
+                "CALSYNC_CHANNEL_RENEWAL_INTERVAL_S: must be shorter than "
                 "CALSYNC_CHANNEL_RENEW_BEFORE_S"
             )
         if not self.channel_renew_before_s < self.push_channel_ttl_s:
             raise ValueError(
-                "CALSYNC_CHANNEL_RENEW_BEFORE_S must be shorter than CALSYNC_PUSH_CHANNEL_TTL_S"
+                "CALSYNC_CHANNEL_RENEW_BEFORE_S: must be shorter than CALSYNC_PUSH_CHANNEL_TTL_S"
             )
         return self
 
@@ -244,6 +251,25 @@ class Settings(BaseSettings):
             raise ValueError("must be an https URL (http only for localhost)")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """Settings that are only wrong together; each message starts with the variable."""
+        if self.environment == "production" and not self.encryption_keys.strip():
+            raise ValueError(
+                "CALSYNC_ENCRYPTION_KEYS: required when CALSYNC_ENV=production (the default), "
+                "so every machine reads the same tokens; CALSYNC_ENV=local generates a key for "
+                "this machine only"
+            )
+        if self.jwt_jwks_url:
+            # Without both, a token the same identity provider signed for another app passes.
+            for name, value in (
+                ("CALSYNC_JWT_AUDIENCE", self.jwt_audience),
+                ("CALSYNC_JWT_ISSUER", self.jwt_issuer),
+            ):
+                if not value:
+                    raise ValueError(f"{name}: required when CALSYNC_JWT_JWKS_URL is set")
+        return self
+
     @property
     def push_enabled(self) -> bool:
         return bool(self.public_base_url)
@@ -261,15 +287,25 @@ def _env_name(settings_field: str) -> str:
     return settings_field.upper()
 
 
+# Renamed settings: still set, they would be ignored without a word and the defaults used.
+RENAMED = {
+    "CALSYNC_FALLBACK_SYNC_INTERVAL_MINUTES": "CALSYNC_FALLBACK_SYNC_INTERVAL_S",
+    "CALSYNC_CHANNEL_RENEW_BEFORE_HOURS": "CALSYNC_CHANNEL_RENEW_BEFORE_S",
+}
+
+
 def load_settings() -> Settings:
     """Build settings, turning pydantic's report into one clear line naming the variable."""
+    for old, new in RENAMED.items():
+        if old in os.environ:
+            raise ConfigError(f"Invalid setting {old}: renamed to {new} (in seconds)")
     try:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        if not first["loc"]:
-            raise ConfigError(f"Invalid settings: {first['msg']}") from None
-        field = str(first["loc"][0])
+        if not first["loc"]:  # from `_consistent`, which names the variable itself
+            raise ConfigError(f"Invalid setting {first['ctx']['error']}") from None
+        field = str(first["loc"][0]) if first["loc"] else "?"
         name = _env_name(field) if field in Settings.model_fields else field
         raise ConfigError(f"Invalid setting {name}: {first['msg']}") from None
 
@@ -277,3 +313,20 @@ def load_settings() -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+def settings_or_exit(component: str | None = None) -> Settings:
+    """The settings of a process that is starting: a bad one ends it with its one line on
+    stderr (`calsync <component>: Invalid setting NAME: why`) and exit code 2."""
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        prefix = f"calsync {component}" if component else "calsync"
+        print(f"{prefix}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    # `python -m core.settings && prefect worker start ...`: a worker machine that would fail
+    # every run (no keys, say) refuses to start instead.
+    print(f"calsync: settings OK ({settings_or_exit().environment})")

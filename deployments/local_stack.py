@@ -106,6 +106,8 @@ def configure_env(ports: Ports) -> None:
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         # The engines' own log lines (rate-limit waits, retries) go to the run's logs too.
         "PREFECT_LOGGING_EXTRA_LOGGERS": "core",
+        # One machine: without CALSYNC_ENCRYPTION_KEYS a key file is generated in the data dir.
+        "CALSYNC_ENV": "local",
         "CALSYNC_DATA_DIR": str(DATA),
         "CALSYNC_DATABASE_URL": f"sqlite:///{DATA / 'calsync.db'}",
         "GOOGLE_API_BASE_URL": emulator,

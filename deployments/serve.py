@@ -8,8 +8,8 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Interval
 
-from core.log_config import configure_logging, settings_or_exit
-from core.settings import get_settings
+from core.log_config import configure_logging
+from core.settings import get_settings, settings_or_exit
 from deployments.spec import SCHEDULE_ANCHOR, SCHEDULE_TIMEZONE, DeploymentSpec, deployment_specs
 from deployments.version import calsync_version
 

@@ -51,6 +51,8 @@ def calendar_run_name() -> str:
     retry_delay_seconds=[2, 10, 30],
     retry_condition_fn=retry_on_transient,
 )
+# Outermost inside the task: the lease, the progress artifact and the engine all fail as ours.
+@safe_failures()
 def sync_calendar_events(external_calendar_id: uuid.UUID) -> dict[str, Any]:
     logger = get_run_logger()
     # Whichever path started this run, only the lease holder reads Google for this calendar.
@@ -70,11 +72,10 @@ def sync_calendar_events(external_calendar_id: uuid.UUID) -> dict[str, Any]:
                     "%s pass: page %d done, %d items so far", kind, progress.pages, progress.items
                 )
 
-            with safe_failures():
-                engine = CalendarSyncEngine()
-                counts = engine.sync(
-                    external_calendar_id, on_page=log_page, lease=lease.token
-                ).as_dict()
+            engine = CalendarSyncEngine()
+            counts = engine.sync(
+                external_calendar_id, on_page=log_page, lease=lease.token
+            ).as_dict()
             reporter.finish()
     logger.info("sync lease released")
     return counts

@@ -44,6 +44,8 @@ def linear_run_name() -> str:
     retry_delay_seconds=[2, 10, 30],
     retry_condition_fn=retry_on_transient,
 )
+# Outermost inside the task: the progress artifact and the engine both fail as ours.
+@safe_failures()
 def sync_linear_issues(task_connection_id: uuid.UUID) -> dict[str, Any]:
     logger = get_run_logger()
     sessions = session_factory()
@@ -61,10 +63,9 @@ def sync_linear_issues(task_connection_id: uuid.UUID) -> dict[str, Any]:
             reporter.page(pages, items)
             logger.info("page %d done, %d issues so far", pages, items)
 
-        with safe_failures():
-            counts = sync_task_connection(
-                sessions, task_connection_id, on_page=log_page, lease=lease.token
-            )
+        counts = sync_task_connection(
+            sessions, task_connection_id, on_page=log_page, lease=lease.token
+        )
         reporter.finish()
     logger.info("sync lease released")
     return counts.as_dict()

@@ -21,7 +21,8 @@ from core.sync_state import SyncedModel, record_run_started, record_run_succeede
 @contextmanager
 def safe_failures() -> Iterator[None]:
     """Whatever a sync raises leaves the task as one of our errors: retried or not by its type,
-    and no foreign exception's text (which may carry a credential) reaches Prefect's logs."""
+    and no foreign exception's text (which may carry a credential) reaches Prefect's logs.
+    A context manager, or a decorator on the task's function (under `@task`)."""
     try:
         yield
     except SyncError:

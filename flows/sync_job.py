@@ -12,6 +12,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.events import emit_event
 
 from core.errors import RateLimitedUntil, SyncFailed, user_message_for
+from core.failures import as_sync_error
 from core.sync_report import RESOURCE_PREFIX, SYNC_FINISHED_EVENT, sync_finished_payload
 from core.sync_state import SyncedModel
 from flows.reschedule import reschedule_run
@@ -60,11 +61,12 @@ async def run_sync_job(
     except RateLimitedUntil as exc:
         await reschedule_run(model, row_id, run_id, exc)
     except Exception as exc:
-        logger.error("%s sync failed: %s: %s", kind, type(exc).__name__, exc)
+        error = as_sync_error(exc)  # the task's are ours already; anything else is cut to its type
+        logger.error("%s sync failed: %s: %s", kind, type(error).__name__, error)
         _report(
-            row_id, run_id, sync_finished_payload(provider, time.monotonic() - began, None, exc)
+            row_id, run_id, sync_finished_payload(provider, time.monotonic() - began, None, error)
         )
-        raise SyncFailed(user_message_for(exc)) from None
+        raise SyncFailed(user_message_for(error)) from None
     _report(row_id, run_id, sync_finished_payload(provider, time.monotonic() - began, counts))
     finish_run(model, row_id, run_id)
     await acreate_table_artifact(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Annotated
 
@@ -22,6 +22,10 @@ router = APIRouter(tags=["events"], responses=AUTH_ERRORS)
 
 MAX_RANGE_DAYS = 400
 MAX_PAGE = 10_000
+# Dates a calendar view can ask for; far enough from year 1 and 9999 that scan bounds and zone
+# conversions stay inside what datetimes and the databases hold.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def encode_cursor(start_at: datetime, event_id: int) -> str:
@@ -38,8 +42,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         start, event_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         start_at = datetime.fromisoformat(start)
-        if start_at.tzinfo is None:
-            raise ValueError("naive cursor")
+        if start_at.tzinfo is None or not EARLIEST <= start_at < LATEST:
+            raise ValueError("naive or out-of-range cursor")
         return start_at, int(event_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise _invalid("cursor", "invalid cursor", cursor) from None
@@ -49,6 +53,9 @@ def _validate_range(start: datetime, end: datetime) -> None:
     for name, value in (("start", start), ("end", end)):
         if value.tzinfo is None:
             raise _invalid(name, "needs a time zone offset", value.isoformat())
+        if not EARLIEST <= value <= LATEST:
+            message = f"must be between {EARLIEST.date()} and {LATEST.date()}"
+            raise _invalid(name, message, value.isoformat())
     if end <= start:
         raise _invalid("end", "end must be after start", end.isoformat())
     if (end - start).days > MAX_RANGE_DAYS:
@@ -59,8 +66,10 @@ def _validate_range(start: datetime, end: datetime) -> None:
 def my_events(
     user: CurrentUser,
     session: SessionDep,
-    start: Annotated[datetime, Query(description="Range start (RFC 3339, with a zone).")],
-    end: Annotated[datetime, Query(description="Range end, exclusive.")],
+    start: Annotated[
+        datetime, Query(description="Range start (RFC 3339, with a zone), from 1900-01-01.")
+    ],
+    end: Annotated[datetime, Query(description="Range end, exclusive, until 2200-01-01.")],
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 1000,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> Response:

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, tuple_, union_all, update
+from sqlalchemy import Select, bindparam, false, select, true, tuple_, union_all, update
 from sqlalchemy.orm import Session
 
-from core.event_view import span_seconds
+from core.event_view import is_long, span_seconds
 from core.models import CalendarConnection, Event, ExternalCalendar
 from core.sync.upsert import CopyRows, UpsertCounts, upsert_rows
 
@@ -22,7 +22,8 @@ EVENT_KEY = ("external_calendar_id", "external_id")
 @dataclass(frozen=True)
 class EventBatch:
     """A page of event rows ready to write: as mappings, or on PostgreSQL as COPY values only
-    (half the memory while pages wait to be written), with the longest event's span."""
+    (half the memory while pages wait to be written), with the longest span of its events that
+    are not long."""
 
     rows: Sequence[dict[str, Any]]
     copy: CopyRows | None
@@ -30,7 +31,8 @@ class EventBatch:
 
     @classmethod
     def of(cls, rows: Sequence[dict[str, Any]], *, for_copy: bool = False) -> EventBatch:
-        longest = max((span_seconds(row) for row in rows), default=0)
+        spans = (span_seconds(row) for row in rows)
+        longest = max((span for span in spans if not is_long(span)), default=0)
         if for_copy:
             return cls((), CopyRows.of(Event.__table__, rows), longest)  # type: ignore[arg-type]
         return cls(rows, None, longest)
@@ -41,8 +43,8 @@ def upsert_events(
 ) -> UpsertCounts:
     """Write one calendar's event rows (from `core.sync.event_rows.event_row`, view JSON
     included), and raise the calendar's longest-event bound in the same transaction, so a
-    range read never misses a long event. An event whose etag did not change counts as
-    unchanged."""
+    range read never misses an event (long ones have their own lookup). An event whose etag
+    did not change counts as unchanged."""
     if not isinstance(batch, EventBatch):
         batch = EventBatch.of(batch)
     counts = upsert_rows(
@@ -78,18 +80,27 @@ def _calendar_spans(session: Session, user_id: str) -> list[tuple[uuid.UUID, int
 def _views_statement(calendars: int, keyset: bool) -> Select[tuple[int, str]]:
     """The page query for a user with `calendars` enabled calendars, built once per shape.
 
-    Per calendar i: its events overlapping [start, end) from its (calendar, start, id) index,
-    starting at `lower_i` (the range start minus the calendar's longest event: an overlapping
-    event cannot start earlier), at most `limit` of them in order. The database merges the
-    calendars (a Merge Append on PostgreSQL) instead of sorting every row in range.
+    Per calendar i: its events that are not long overlapping [start, end) from its
+    (calendar, start, id) index, starting at `lower_i` (the range start minus the calendar's
+    longest such event: an overlapping one cannot start earlier), at most `limit` of them in
+    order. One more branch takes the calendars' long events overlapping the range from their
+    own small index. The database merges the branches (a Merge Append on PostgreSQL) instead
+    of sorting every row in range.
     """
-    branches = []
-    for index in range(calendars):
-        branch = select(Event.id, Event.start_at, Event.view_json).where(
-            Event.external_calendar_id == bindparam(f"calendar_{index}"),
+    in_calendars = [bindparam(f"calendar_{index}") for index in range(calendars)]
+    wheres = [
+        [
+            Event.external_calendar_id == in_calendars[index],
+            Event.is_long == false(),
             Event.start_at >= bindparam(f"lower_{index}"),
-            Event.start_at < bindparam("end"),
-            Event.end_at > bindparam("start"),
+        ]
+        for index in range(calendars)
+    ]
+    wheres.append([Event.external_calendar_id.in_(in_calendars), Event.is_long == true()])
+    branches = []
+    for where in wheres:
+        branch = select(Event.id, Event.start_at, Event.view_json).where(
+            *where, Event.start_at < bindparam("end"), Event.end_at > bindparam("start")
         )
         if keyset:
             branch = branch.where(
@@ -101,7 +112,7 @@ def _views_statement(calendars: int, keyset: bool) -> Select[tuple[int, str]]:
             )
         ordered = branch.order_by(Event.start_at, Event.id).limit(bindparam("limit"))
         branches.append(select(*ordered.subquery().c))
-    merged = union_all(*branches).subquery() if calendars > 1 else branches[0].subquery()
+    merged = union_all(*branches).subquery()
     return (
         select(merged.c.id, merged.c.view_json)
         .order_by(merged.c.start_at, merged.c.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from core.event_view import render_view
+from core.event_view import is_long, render_view, span_seconds
 
 EDITOR_ROLES = {"owner", "writer"}
 
@@ -63,5 +63,6 @@ def event_row(
         "etag": item.get("etag"),
         "synced_at": synced_at,
     }
+    row["is_long"] = is_long(span_seconds(row))
     row["view_json"] = render_view(row)
     return row

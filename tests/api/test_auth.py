@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from api.auth import CurrentUser, TokenVerifier, issue_dev_token
+from api.main import create_app
 from core.settings import Settings, get_settings
 from tests.support.processes import free_port
 
@@ -268,6 +269,22 @@ def test_token_without_usable_subject_or_expiry_is_401(
     assert_rejected(response, reason or "token not yet valid")
 
 
+@pytest.mark.parametrize(
+    "sub",
+    ["u" * 256, "user\n1", "user\x00", "tab\there", "bell\x07", "line\u2028sep"],
+    ids=["256-chars", "newline", "nul", "tab", "control", "unicode-separator"],
+)
+def test_subject_too_long_or_with_control_characters_is_401_invalid_subject(sub: str) -> None:
+    client = client_for(TokenVerifier(settings(jwt_secret=SECRET)))
+    assert_rejected(get_me(client, issue_dev_token(SECRET, sub)), "invalid subject")
+
+
+def test_subject_of_255_printable_characters_is_accepted() -> None:
+    client = client_for(TokenVerifier(settings(jwt_secret=SECRET)))
+    sub = "auth0|" + "é" * 249
+    assert get_me(client, issue_dev_token(SECRET, sub)).json() == {"id": sub}
+
+
 @pytest.mark.parametrize("token", ["not-a-jwt", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.@@@.sig"])
 def test_garbage_token_is_401_malformed(token: str) -> None:
     client = client_for(TokenVerifier(settings(jwt_secret=SECRET)))
@@ -310,6 +327,31 @@ def test_verifier_is_built_from_settings_when_the_app_has_none(
 
 
 # JWKS (production): RS256 / ES256
+
+
+@pytest.mark.parametrize(
+    ("missing", "variable"),
+    [("jwt_audience", "CALSYNC_JWT_AUDIENCE"), ("jwt_issuer", "CALSYNC_JWT_ISSUER")],
+)
+def test_jwks_mode_without_audience_or_issuer_refuses_to_start(
+    missing: str, variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without an expected audience, a token the same provider tenant signed for another app
+    would be accepted: the API does not start, and says which setting is missing in one line."""
+    monkeypatch.setenv("CALSYNC_JWT_JWKS_URL", "https://tenant.example/.well-known/jwks.json")
+    monkeypatch.setenv("CALSYNC_JWT_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("CALSYNC_JWT_ISSUER", ISSUER)
+    monkeypatch.setenv(f"CALSYNC_{missing.upper()}", "")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            create_app()
+    finally:
+        get_settings.cache_clear()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"calsync api: Invalid setting {variable}: required when CALSYNC_JWT_JWKS_URL is set"
+    ]
 
 
 @pytest.mark.parametrize("key_name", ["rsa_key", "ec_key"])
@@ -448,7 +490,8 @@ def test_concurrent_first_requests_share_one_fetch_and_all_succeed(
 
 def test_unreachable_jwks_is_503_with_json_detail(rsa_key: SigningKey, clock: FakeClock) -> None:
     nobody = f"http://127.0.0.1:{free_port()}/.well-known/jwks.json"
-    verifier = TokenVerifier(settings(jwt_jwks_url=nobody), fetch_timeout_s=1, clock=clock)
+    unreachable = settings(jwt_jwks_url=nobody, jwt_issuer=ISSUER, jwt_audience=AUDIENCE)
+    verifier = TokenVerifier(unreachable, fetch_timeout_s=1, clock=clock)
     client = client_for(verifier)
     response = get_me(client, rsa_key.token())
     assert response.status_code == 503

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.main import create_app
+from api.routes.events import encode_cursor
 from api.schemas import EventOut
 from core.db import session_scope
 from core.event_view import VIEW_FIELDS
@@ -125,13 +126,72 @@ def test_month_view_serves_the_stored_rows_in_order_and_pages_without_gaps(
 
 
 def test_a_calendar_remembers_its_longest_event_to_bound_range_scans(user_calendars) -> None:
+    """Long events (over a week: "Started in February", "Long, but over before March") are
+    flagged and left out of the bound, which the month view above still serves them without."""
     _, (first, second) = user_calendars
-    longest = (
-        datetime(2030, 2, 28, 23, tzinfo=UTC) - datetime(2030, 1, 1, 9, tzinfo=UTC)
-    ).total_seconds()
     with session_scope() as session:
-        assert session.get(ExternalCalendar, first).max_event_seconds == longest  # type: ignore[union-attr]
+        assert session.get(ExternalCalendar, first).max_event_seconds == 86400  # type: ignore[union-attr]
         assert session.get(ExternalCalendar, second).max_event_seconds == 3600  # type: ignore[union-attr]
+        flagged = session.scalars(
+            select(Event.title).where(Event.external_calendar_id == first, Event.is_long)
+        ).all()
+    assert sorted(flagged) == ["Long, but over before March", "Started in February"]
+
+
+def test_a_ten_year_event_shows_in_a_month_view_without_widening_the_scan_bound(
+    database: str, google: GoogleEmulator
+) -> None:
+    user = f"decade-{uuid.uuid4().hex[:8]}"
+    decade = timed("Ten-year lease", "2025-01-01T00:00:00Z", "2035-01-01T00:00:00Z")
+    week = all_day("Conference week", "2030-03-11", "2030-03-18")
+    meetings = [
+        timed(f"Meeting {n}", f"2030-03-{n:02d}T10:00:00Z", f"2030-03-{n:02d}T11:00:00Z")
+        for n in range(2, 6)
+    ]
+    row_id = synced_calendar(google, user, [decade, week, *meetings])
+    client = TestClient(create_app(), headers=bearer(user))
+
+    march = pages(client, limit=1000)
+    one_by_one = pages(client, limit=1)
+    later = client.get(
+        "/me/events", params={"start": "2034-06-01T00:00:00Z", "end": "2034-07-01T00:00:00Z"}
+    )
+
+    titles = [item["title"] for item in march]
+    assert titles == ["Ten-year lease", *(m["summary"] for m in meetings), "Conference week"]
+    assert one_by_one == march
+    assert [item["title"] for item in later.json()["items"]] == ["Ten-year lease"]
+    with session_scope() as session:
+        # A week is not long: it counts, and bounds every scan of this calendar at 7 days.
+        assert session.get(ExternalCalendar, row_id).max_event_seconds == 7 * 86400  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {"start": "0001-01-01T00:00:00Z", "end": "0001-01-31T00:00:00Z"},
+        {"start": "0001-01-01T00:00:00+05:00", "end": "0001-01-02T00:00:00+05:00"},
+        {"start": "9999-12-01T00:00:00Z", "end": "9999-12-31T23:00:00-05:00"},
+        {"start": "1899-12-31T00:00:00Z", "end": "1900-01-02T00:00:00Z"},
+        {"start": "2199-12-31T00:00:00Z", "end": "2200-01-01T00:00:01Z"},
+    ],
+)
+def test_dates_outside_1900_to_2200_are_422_not_an_overflow(user_calendars, bounds) -> None:
+    user, _ = user_calendars
+    client = TestClient(create_app(), headers=bearer(user))
+    response = client.get("/me/events", params=bounds)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["msg"] == "must be between 1900-01-01 and 2200-01-01"
+
+
+def test_a_cursor_outside_the_accepted_dates_is_422(user_calendars) -> None:
+    user, _ = user_calendars
+    client = TestClient(create_app(), headers=bearer(user))
+    cursor = encode_cursor(datetime(1, 1, 1, tzinfo=UTC), 1)
+    response = client.get("/me/events", params={**MARCH, "cursor": cursor})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["msg"] == "invalid cursor"
 
 
 def test_an_edit_rewrites_the_served_json(database: str, google: GoogleEmulator) -> None:

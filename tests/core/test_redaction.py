@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
-from core.errors import GENERIC_FAILURE, user_message_for
-from core.failures import TransientDatabaseError, UnexpectedSyncError, as_sync_error
+from core.errors import GENERIC_FAILURE, InvalidRequest, user_message_for
+from core.failures import (
+    MisconfiguredError,
+    TransientDatabaseError,
+    UnexpectedSyncError,
+    as_sync_error,
+)
 from core.redact import redact
+from core.settings import ConfigError
 
 SECRETS = [
     "ya29.a0AfH6SMBx-secret_value",
@@ -28,14 +34,28 @@ def test_redact_scrubs_every_known_token_shape() -> None:
     assert "Authorization: Bearer [redacted]" in cleaned
 
 
-def test_unexpected_errors_keep_a_redacted_detail_and_a_generic_user_message() -> None:
-    error = as_sync_error(RuntimeError(f"boom while using {SECRETS[0]}"))
+def test_foreign_errors_keep_only_their_type_whatever_shape_their_secret_has() -> None:
+    error = as_sync_error(RuntimeError(f"boom with {SECRETS[0]} and sk-unknown-shape-42"))
     assert isinstance(error, UnexpectedSyncError) and not error.retryable
-    assert SECRETS[0] not in str(error) and "RuntimeError" in str(error)
+    assert str(error) == "RuntimeError"
     assert user_message_for(error) == GENERIC_FAILURE
 
 
-def test_lost_database_connections_are_retryable() -> None:
-    lost = sa_exc.OperationalError("UPDATE events", {}, Exception("terminating connection"))
+def test_lost_database_connections_are_retryable_without_their_parameters() -> None:
+    lost = sa_exc.OperationalError(
+        "UPDATE events SET title=%(title)s", {"title": "private-title"}, Exception("terminated")
+    )
     error = as_sync_error(lost)
     assert isinstance(error, TransientDatabaseError) and error.retryable
+    assert str(error) == "OperationalError"
+
+
+def test_our_own_errors_keep_their_detail_with_known_token_shapes_removed() -> None:
+    error = InvalidRequest(f"Google answered 400 to a request with {SECRETS[0]}")
+    assert str(error) == "Google answered 400 to a request with [redacted]"
+
+
+def test_a_missing_setting_on_a_worker_is_named_in_the_error() -> None:
+    error = as_sync_error(ConfigError("Invalid setting CALSYNC_ENCRYPTION_KEYS: required"))
+    assert isinstance(error, MisconfiguredError) and not error.retryable
+    assert str(error) == "Invalid setting CALSYNC_ENCRYPTION_KEYS: required"

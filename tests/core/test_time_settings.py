@@ -33,7 +33,7 @@ def test_intervals_are_read_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         (
             {"CALSYNC_CHANNEL_RENEWAL_INTERVAL_S": "172800"},
-            "RENEWAL_INTERVAL_S must be shorter than CALSYNC_CHANNEL_RENEW_BEFORE_S",
+            "RENEWAL_INTERVAL_S: must be shorter than CALSYNC_CHANNEL_RENEW_BEFORE_S",
         ),
     ],
 )
