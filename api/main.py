@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -14,10 +15,13 @@ from fastapi.responses import JSONResponse
 from api.auth import TokenVerifier
 from api.live import LiveHub
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
+from api.owed_starts import start_owed
+from api.periodic import every
 from api.routes import calendars, connections, events, health, linear, sync_runs, webhooks
 from api.routes import settings as user_settings
 from api.routes.demo_page import router as demo_page_router
 from api.routes.live import router as live_router
+from api.run_reconciler import RunReconciler
 from core.errors import SyncError
 from core.settings import get_settings
 
@@ -37,9 +41,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     hub = LiveHub(orchestrator)
     await hub.start()
     app.state.live = hub
+    settings = get_settings()
+    reconciler = RunReconciler(orchestrator, settings.stuck_run_after_s)
+    interval = settings.start_retry_interval_s
+    keepers = [
+        asyncio.create_task(every(interval, "owed starts", lambda: start_owed(orchestrator))),
+        asyncio.create_task(every(interval, "run reconciler", reconciler.reconcile)),
+    ]
     try:
         yield
     finally:
+        for keeper in keepers:
+            keeper.cancel()
+        await asyncio.gather(*keepers, return_exceptions=True)
         await hub.close()
         await orchestrator.close()
 

@@ -3,8 +3,9 @@
 Every enabled calendar (and Linear connection) not synced successfully within the interval is
 probed by a cheap task: one small incremental listing. Only those with changes (or no cursor,
 or an expired one) get a real sync run, started through the same path as the API so the run
-ID is on the row. Rows with a run in flight and connections needing re-authorization are
-skipped.
+ID is on the row; the need is recorded on the rows first (core/sync_requests.py), so a start
+Prefect fails to take is completed by the API's retrier rather than waiting for the next
+sweep. Rows with a run in flight and connections needing re-authorization are skipped.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from core.settings import get_settings
 from core.sync.calendar import CalendarSyncEngine
 from core.sync.linear_probe import probe_linear_connection
 from core.sync.probe import ProbeResult
+from core.sync_requests import RequestSource, request_sync
 from core.sync_state import SyncedModel
 from deployments.names import CALENDAR_SYNC, LINEAR_SYNC
 from flows.starts import RowToSync, active_runs, start_syncs
@@ -113,6 +115,11 @@ def _read(
         return query(session, argument)
 
 
+def _request(model: SyncedModel, row_ids: list[uuid.UUID]) -> datetime:
+    with session_scope() as session:
+        return request_sync(session, model, row_ids, RequestSource.SWEEP)
+
+
 def _sweep(swept: _Swept) -> dict[str, int]:
     interval = timedelta(minutes=get_settings().fallback_sync_interval_minutes)
     candidates = _read(swept.stale, utcnow() - interval)
@@ -124,6 +131,7 @@ def _sweep(swept: _Swept) -> dict[str, int]:
     changed = [
         row_id for row_id, outcome in zip(to_probe, outcomes, strict=True) if outcome == "changed"
     ]
+    requested_at = _request(swept.model, changed)
     # Read again: a webhook or the user may have started a run while the probes ran.
     rows = [
         RowToSync(
@@ -134,7 +142,7 @@ def _sweep(swept: _Swept) -> dict[str, int]:
         )
         for c in _read(swept.current, changed)
     ]
-    started = start_syncs(swept.model, swept.deployment, swept.parameter, rows)
+    started = start_syncs(swept.model, swept.deployment, swept.parameter, rows, requested_at)
     result = {
         "stale": len(candidates),
         "in_flight": len(candidates) - len(to_probe),

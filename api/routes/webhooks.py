@@ -1,7 +1,10 @@
 """Google Calendar push notifications: verify the channel, then start (or join) the calendar's sync.
 
-Answers fast and calls no provider: one database read, then the same start path as the API.
-Anything that is not a live channel of ours with its secret and resource gets 404 and no run.
+Answers fast and calls no provider: one database read, the sync request recorded durably
+(core/sync_requests.py), then the same start path as the API. Once the request is recorded the
+answer is 200 even if Prefect is slow or down (api/owed_starts.py starts it later); if it could
+not be recorded the answer is 503, so Google delivers the notification again. Anything that is
+not a live channel of ours with its secret and resource gets 404 and no run.
 """
 
 from __future__ import annotations
@@ -11,16 +14,19 @@ from dataclasses import replace
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import OrchestratorDep
+from api.orchestrator import OrchestratorUnavailable
 from api.routes.calendars import calendar_start_request
 from api.schemas import ErrorBody
-from api.sync_service import start_sync
+from api.sync_service import record_request, start_sync
 from core.db import session_scope
 from core.models import ConnectionStatus, ExternalCalendar
 from core.push_channels import GOOGLE_WEBHOOK_PATH, secret_matches
 from core.repositories.channels import calendar_by_channel
+from core.sync_requests import RequestSource
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +60,10 @@ def _rejection(
     GOOGLE_WEBHOOK_PATH,
     status_code=status.HTTP_200_OK,
     response_class=Response,
-    responses={404: {"model": ErrorBody, "description": "Not a live channel of ours."}},
+    responses={
+        404: {"model": ErrorBody, "description": "Not a live channel of ours."},
+        503: {"model": ErrorBody, "description": "The sync could not be recorded: send again."},
+    },
 )
 async def google_calendar_notification(request: Request, orchestrator: OrchestratorDep) -> Response:
     headers = request.headers
@@ -77,5 +86,16 @@ async def google_calendar_notification(request: Request, orchestrator: Orchestra
     start = replace(
         calendar_start_request(calendar), follow_up=True, lease_owner=calendar.sync_lease_owner
     )
-    await start_sync(orchestrator, start)
+    try:
+        start = await run_in_threadpool(record_request, start, RequestSource.WEBHOOK)
+    except SQLAlchemyError as exc:
+        logger.warning("could not record a notification's sync: %s", type(exc).__name__)
+        return JSONResponse(
+            {"detail": "The change could not be recorded; send it again."},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    try:
+        await start_sync(orchestrator, start)
+    except OrchestratorUnavailable as exc:
+        logger.info("the sync of %s is owed, Prefect did not answer: %s", calendar.id, exc)
     return Response(status_code=status.HTTP_200_OK)
