@@ -154,6 +154,11 @@ async function follow(runs) {
     while (pending.size > 0) {
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       for (const [rowId, runId] of [...pending]) {
+        // A sync accepted while the orchestrator was slow has no run yet: the reload finds it.
+        if (!runId) {
+          pending.delete(rowId);
+          continue;
+        }
         const run = await api("GET", `/sync-runs/${runId}`);
         live.set(rowId, run);
         if (FINAL.has(run.status)) pending.delete(rowId);

@@ -1,10 +1,12 @@
 """The API while its Prefect server goes away and comes back: fast 503s, nothing half-written,
-normal service afterwards, and runs created before the outage still reported."""
+normal service afterwards, runs created before the outage still reported, and a sync asked for
+during the outage started once Prefect is back."""
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,12 +118,26 @@ def test_prefect_outage_answers_503_fast_then_recovers(
         assert down.status_code == 503 and "unavailable" in down.json()["detail"]
         with session_scope() as session:
             assert session.get(ExternalCalendar, second).latest_sync_flow_run_id is None  # type: ignore[union-attr]
+            owed = session.get(ExternalCalendar, second)
+            assert owed is not None and owed.sync_request_source == "sync_now"
 
         outage_server.start()
         assert client.get("/readyz").status_code == 200
         assert client.get(f"/sync-runs/{run_id}").json()["status"] == "pending"
+        # Nothing lost: the sync asked for during the outage starts without being asked again.
+        stored = _wait_for_run_on(second)
         after = client.post(f"/calendars/{second}/sync")
         assert after.status_code == 202
+        assert after.json()["flow_run_id"] == str(stored) and after.json()["already_running"]
+
+
+def _wait_for_run_on(calendar_id: uuid.UUID, timeout_s: float = 60) -> uuid.UUID:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         with session_scope() as session:
-            stored = session.get(ExternalCalendar, second).latest_sync_flow_run_id  # type: ignore[union-attr]
-        assert str(stored) == after.json()["flow_run_id"]
+            row = session.get(ExternalCalendar, calendar_id)
+            if row is not None and row.latest_sync_flow_run_id is not None:
+                assert row.sync_requested_at is None
+                return row.latest_sync_flow_run_id
+        time.sleep(0.2)
+    raise TimeoutError("the owed sync was never started")

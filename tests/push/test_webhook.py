@@ -8,9 +8,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from core.db import session_scope
+from core.db import get_engine, session_scope
 from core.models import Event
 from core.push_channels import close_channel
 from core.sync_lease import release, try_acquire
@@ -131,3 +131,49 @@ def test_notifications_during_a_listing_queue_exactly_one_follow_up(watched, goo
     assert watched.row().latest_sync_flow_run_id == follow_up
     periods = lease_periods([first, follow_up])
     assert periods[follow_up][0] >= periods[first][1]
+
+
+FAILING_TRIGGER = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_sync_requests BEFORE UPDATE OF sync_requested_at"
+        " ON external_calendars BEGIN SELECT RAISE(ABORT, 'no writes'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_writes() RETURNS trigger AS"
+        " $$ BEGIN RAISE EXCEPTION 'no writes'; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_sync_requests BEFORE UPDATE OF sync_requested_at"
+        " ON external_calendars FOR EACH ROW EXECUTE FUNCTION refuse_writes()",
+    ],
+}
+DROP_TRIGGER = {
+    "sqlite": ["DROP TRIGGER refuse_sync_requests"],
+    "postgresql": [
+        "DROP TRIGGER refuse_sync_requests ON external_calendars",
+        "DROP FUNCTION refuse_writes()",
+    ],
+}
+
+
+def _run_sql(statements: list[str]) -> None:
+    with get_engine().begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+
+
+def test_a_notification_whose_sync_cannot_be_recorded_gets_503_so_google_retries(
+    watched, google
+) -> None:
+    channel = live_channel(google, watched)
+    dialect = get_engine().dialect.name
+    _run_sql(FAILING_TRIGGER[dialect])
+    try:
+        statuses = google.notify(channel["id"])
+    finally:
+        _run_sql(DROP_TRIGGER[dialect])
+
+    assert statuses == [503]
+    assert watched.row().sync_requested_at is None
+    assert runs_tagged(watched.tag) == []
+    # Google's next delivery finds the database writable again and the sync runs.
+    assert google.notify(channel["id"]) == [200]
+    assert wait_for(wait_for_latest_run(watched)).state.is_completed()  # type: ignore[union-attr]
