@@ -123,7 +123,7 @@ def test_a_connect_during_a_prefect_stall_shows_pending_and_syncs_once_prefect_a
         (primary,) = [c for c in connection["calendars"] if c["enabled"]]
         assert primary["run"]["status"] == "pending" and primary["run"]["flow_run_id"] is None
         listed = client.http.get("/me/google-connection").json()[0]["calendars"]
-        assert [c["run"] for c in listed if c["enabled"]][0]["status"] == "pending"
+        assert next(c["run"] for c in listed if c["enabled"])["status"] == "pending"
         owed = row(uuid.UUID(primary["id"]))
         assert owed.sync_requested_at is not None and owed.sync_request_source == "connect"
         assert owed.latest_sync_flow_run_id is None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 
 class StallingProxy:
@@ -30,10 +30,8 @@ class StallingProxy:
         self._closed = True
         self._flowing.set()
         for sock in [self._listener, *self._sockets]:
-            try:
+            with suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
     def _accept(self) -> None:
         while not self._closed:
