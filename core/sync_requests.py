@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from core.db import utcnow
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar, TaskConnection
+from core.repositories.runs import fill_missing_error
 from core.sync_state import MAX_MESSAGE_LENGTH, SyncedModel
 
 
@@ -188,19 +189,22 @@ def end_runs_on_rows(
 
 def fill_missing_errors(session: Session, messages: dict[uuid.UUID, str]) -> int:
     """Rows whose latest run ended without our hooks and carry no message get the run's one."""
+    if not messages:
+        return 0
     filled = 0
-    for run_id, message in messages.items():
-        for model in (ExternalCalendar, TaskConnection):
-            result = session.execute(
-                update(model)
-                .where(
-                    model.latest_sync_flow_run_id == run_id,
-                    model.last_sync_error_message.is_(None),
-                )
-                .values(last_sync_error_message=message[:MAX_MESSAGE_LENGTH])
-                .execution_options(synchronize_session=False)
+    for model in (ExternalCalendar, TaskConnection):
+        # One read finds the few rows concerned; most ended runs' rows already have their text.
+        targets = session.execute(
+            select(model.id, model.latest_sync_flow_run_id).where(
+                model.latest_sync_flow_run_id.in_(list(messages)),
+                model.last_sync_error_message.is_(None),
             )
-            filled += result.rowcount  # type: ignore[attr-defined]
+        ).all()
+        for row_id, run_id in targets:
+            fill_missing_error(
+                session, model, row_id, run_id, messages[run_id][:MAX_MESSAGE_LENGTH]
+            )
+        filled += len(targets)
     return filled
 
 
