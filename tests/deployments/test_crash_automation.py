@@ -1,5 +1,6 @@
 """The crash automation: a run whose process stops heartbeating (a frozen or dead machine) is
-marked Crashed by Prefect, and the API reports it failed with the safe message."""
+marked Crashed by Prefect, the API reports it failed with the safe message, and the row gets a
+new run (api/run_reconciler.py) that completes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import httpx
 import pytest
 from prefect import get_client
 
+from core.db import session_scope
 from core.errors import CRASHED
+from core.models import ExternalCalendar
 from deployments.automations import NAME, crash_silent_runs, ensure_crash_automation
 from tests.support.auth import bearer
 from tests.support.google import seed_calendar
@@ -94,5 +97,21 @@ def test_a_frozen_run_is_marked_crashed_and_the_api_reports_it_failed(
     assert run.state.message == CRASHED
     status = client.get(f"/sync-runs/{run_id}").json()
     assert status["status"] == "failed" and status["error"] == CRASHED
+    replacement = wait_for(replacement_of(row_id, run_id))
+    assert replacement.state is not None and replacement.state.is_completed()
     calendar = client.get("/me/google-connection").json()[0]["calendars"][0]
-    assert calendar["run"]["status"] == "failed" and calendar["run"]["error"] == CRASHED
+    assert calendar["run"]["flow_run_id"] == str(replacement.id)
+    assert calendar["run"]["status"] == "completed"
+
+
+def replacement_of(row_id: uuid.UUID, crashed: uuid.UUID, timeout_s: float = 60) -> uuid.UUID:
+    """The run the API records on the row after the crashed one, without being asked."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            row = session.get(ExternalCalendar, row_id)
+            assert row is not None
+            if row.latest_sync_flow_run_id not in {None, crashed}:
+                return row.latest_sync_flow_run_id  # type: ignore[return-value]
+        time.sleep(0.2)
+    raise TimeoutError("the crashed run's row got no new run")
