@@ -4,8 +4,11 @@ connection routes.
 A credential is proved at the provider (code exchange, userinfo, calendarList or `viewer`)
 before anything is stored, and a rejected one is a 400 that leaves the database untouched.
 Provider calls and database work run in the thread pool; Prefect work goes through the
-orchestrator. What follows a committed change (first syncs, push channels, cancelling runs,
-revoking tokens) is best effort: it is logged, never undoes the change the user asked for.
+orchestrator. A change that needs a sync (connect, enable) records the sync request in its own
+transaction (core/sync_requests.py), so the first sync is owed durably: when Prefect is slow or
+down the answer still succeeds, the row shows `pending`, and api/owed_starts.py starts it
+within seconds of Prefect answering. What else follows a committed change (push channels,
+cancelling runs, revoking tokens) is best effort: it is logged, never undoes the change.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 from fastapi import status
@@ -49,6 +53,7 @@ from core.push_channels import close_channel, open_channel
 from core.repositories.calendars import user_calendar
 from core.repositories.oauth_states import redeem
 from core.settings import Settings, get_settings
+from core.sync_requests import RequestSource, request_sync, withdraw_request
 
 logger = logging.getLogger(__name__)
 
@@ -122,23 +127,30 @@ def _retrying_conflict(store: Callable[[], T]) -> T:
 
 def calendar_out(calendar: ExternalCalendar, run: RunInfo | None) -> CalendarOut:
     item = CalendarOut.model_validate(calendar)
-    if run is not None:
-        item.run = RunStatusOut.from_info(run)
+    item.run = RunStatusOut.for_row(
+        run, owed=run is None and calendar.sync_requested_at is not None
+    )
     return item
+
+
+def _owed(request: StartRequest, requested_at: datetime | None) -> StartRequest:
+    return replace(request, requested_at=requested_at)
 
 
 async def _start_syncs(
     orchestrator: Orchestrator, requests: Iterable[StartRequest], source: str = "api"
 ) -> dict[uuid.UUID, RunInfo]:
-    """Start (or join) each sync; when Prefect is down the change stays made and the rows simply
-    show no run (the user can start one later)."""
+    """Start (or join) each requested sync; when Prefect is slow or down the change stays made
+    and the request stays owed (the rows show `pending` until api/owed_starts.py starts it)."""
     runs: dict[uuid.UUID, RunInfo] = {}
     for request in requests:
         try:
             started = await start_sync(orchestrator, replace(request, source=source))
             runs[request.row_id] = started.run
         except OrchestratorUnavailable as exc:
-            logger.warning("could not start the sync of %s: %s", request.row_id, exc)
+            logger.warning(
+                "the sync of %s is owed, Prefect did not answer: %s", request.row_id, exc
+            )
     return runs
 
 
@@ -212,7 +224,11 @@ def _store_google(
                 calendars=account.calendars,
             )
             session.refresh(connection, ["calendars"])
-            starts = [calendar_start_request(c) for c in connection.calendars if c.enabled]
+            enabled = [c for c in connection.calendars if c.enabled]
+            at = request_sync(
+                session, ExternalCalendar, [c.id for c in enabled], RequestSource.CONNECT
+            )
+            starts = [_owed(calendar_start_request(c), at) for c in enabled]
             return connection, starts
 
     return _retrying_conflict(store)
@@ -252,6 +268,7 @@ def _owned_calendar(user_id: str, calendar_id: uuid.UUID) -> ExternalCalendar | 
 
 
 def _set_enabled(user_id: str, calendar_id: uuid.UUID, enabled: bool) -> ExternalCalendar:
+    """Enabling a usable calendar owes it a sync; disabling forgets any it owed."""
     with session_scope() as session:
         calendar = user_calendar(session, user_id, calendar_id)
         if calendar is None:
@@ -259,6 +276,10 @@ def _set_enabled(user_id: str, calendar_id: uuid.UUID, enabled: bool) -> Externa
                 status.HTTP_404_NOT_FOUND, "calendar not found", ErrorCode.CALENDAR_NOT_FOUND
             )
         set_calendar_enabled(session, calendar, enabled)
+        if not enabled:
+            withdraw_request(session, ExternalCalendar, calendar.id)
+        elif calendar.connection.status != ConnectionStatus.NEEDS_REAUTH:
+            request_sync(session, ExternalCalendar, [calendar.id], RequestSource.ENABLE)
         return calendar
 
 
@@ -285,7 +306,8 @@ async def update_calendar(
     calendar = await run_in_threadpool(_set_enabled, user_id, calendar_id, True)
     if calendar.connection.status == ConnectionStatus.NEEDS_REAUTH:
         return calendar_out(calendar, None)
-    runs = await _start_syncs(orchestrator, [calendar_start_request(calendar)])
+    request = _owed(calendar_start_request(calendar), calendar.sync_requested_at)
+    runs = await _start_syncs(orchestrator, [request])
     await run_in_threadpool(open_channel, calendar.id)
     return calendar_out(calendar, runs.get(calendar.id))
 
@@ -355,7 +377,9 @@ def _linear_oauth_account(settings: Settings, code: str, state: OAuthState) -> L
 def _store_linear(user_id: str, account: LinearAccount) -> TaskConnection:
     def store() -> TaskConnection:
         with session_scope() as session:
-            return upsert_linear_connection(session, user_id=user_id, account=account)
+            connection = upsert_linear_connection(session, user_id=user_id, account=account)
+            request_sync(session, TaskConnection, [connection.id], RequestSource.CONNECT)
+            return connection
 
     return _retrying_conflict(store)
 
@@ -366,12 +390,12 @@ async def _connected_linear(
     """Store the workspace and start its first sync."""
     connection = await run_in_threadpool(_store_linear, user_id, account)
     logger.info("user %s connected a Linear workspace (%s)", user_id, connection.id)
-    request = linear_start_request(connection)
+    request = _owed(linear_start_request(connection), connection.sync_requested_at)
     run = (await _start_syncs(orchestrator, [request], source="connect")).get(connection.id)
     out = LinearConnectionOut.model_validate(connection)
     if run is not None:
         out.latest_sync_flow_run_id = run.id
-        out.run = RunStatusOut.from_info(run)
+    out.run = RunStatusOut.for_row(run, owed=run is None)
     return out
 
 

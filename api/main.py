@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -24,6 +25,8 @@ from api.limits import UserLimits
 from api.live import LiveHub
 from api.openapi_contract import install_contract, operation_id
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
+from api.owed_starts import start_owed
+from api.periodic import every
 from api.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 from api.routes import (
     calendars,
@@ -39,9 +42,10 @@ from api.routes import metrics as metrics_route
 from api.routes import settings as user_settings
 from api.routes.demo_page import router as demo_page_router
 from api.routes.live import router as live_router
+from api.run_reconciler import RunReconciler
 from core.errors import SyncError
 from core.log_config import configure_logging
-from core.settings import settings_or_exit
+from core.settings import get_settings, settings_or_exit
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +65,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     hub = LiveHub(orchestrator)
     await hub.start()
     app.state.live = hub
+    settings = get_settings()
+    reconciler = RunReconciler(orchestrator, settings.stuck_run_after_s)
+    interval = settings.start_retry_interval_s
+    keepers = [
+        asyncio.create_task(every(interval, "owed starts", lambda: start_owed(orchestrator))),
+        asyncio.create_task(every(interval, "run reconciler", reconciler.reconcile)),
+    ]
     try:
         yield
     finally:
+        for keeper in keepers:
+            keeper.cancel()
+        await asyncio.gather(*keepers, return_exceptions=True)
         await hub.close()
         await orchestrator.close()
 

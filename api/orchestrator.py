@@ -2,7 +2,10 @@
 
 The rest of the API never sees a Prefect type: runs come back as `RunInfo` with a five-word
 status vocabulary. Reads are coalesced and batched (many pollers, one Prefect call), final
-states are cached, and every call is bounded in time so an outage answers 503 fast. It also
+states are cached, and every call is bounded in time so an outage answers 503 fast. A call that
+runs out of time is told apart: `OrchestratorSlow` when Prefect still accepts connections (a
+stall: callers that recorded their request durably accept it and let the retrier finish it),
+plain `OrchestratorUnavailable` when nothing listens (down: 503). It also
 owns Prefect's event stream (`run_changes`, in api/run_events.py) and the runs' progress
 artifacts (`read_progress`, in api/run_progress.py).
 """
@@ -19,16 +22,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from prefect import get_client
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterEndTime,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events import Event
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelling
+from prefect.states import Cancelled, Cancelling
 
 from api.metrics import PREFECT_CALL_ERRORS, STATUS_CACHE
 from api.run_events import ARTIFACT_UPDATED, FLOW_RUN_PREFIX, prefect_events
@@ -42,6 +54,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CALL_TIMEOUT_S = 2.0
+# Connecting to a listening port answers at once; this only bounds the check itself.
+LISTEN_CHECK_S = 0.25
 BATCH_WINDOW_S = 0.003
 BATCH_MAX = 200
 LIVE_STATE_TTL_S = 0.25
@@ -100,6 +114,32 @@ class RunChange:
 
 class OrchestratorUnavailable(RuntimeError):
     """Prefect could not be reached (or answered 5xx) within the time bound."""
+
+
+class OrchestratorSlow(OrchestratorUnavailable):
+    """Prefect accepts connections but did not answer within the time bound (a stall)."""
+
+
+@dataclass(frozen=True)
+class WaitingRun:
+    """A run still scheduled or pending, and since when it has been due."""
+
+    id: uuid.UUID
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class EndedRun:
+    """A run Prefect ended without success, with the message the user should see."""
+
+    id: uuid.UUID
+    error: str
+    crashed: bool
+
+
+WAITING_STATES = [StateType.SCHEDULED, StateType.PENDING]
+UNSUCCESSFUL_STATES = [StateType.CRASHED, StateType.CANCELLED, StateType.FAILED]
+PAGE = 200
 
 
 def safe_error(state_type: StateType | None, message: str | None) -> str | None:
@@ -211,6 +251,19 @@ class Orchestrator:
             raise OrchestratorUnavailable("the Prefect client is not started")
         return self._client
 
+    async def _listening(self) -> bool:
+        """Whether Prefect's port accepts a connection (a stalled server's kernel still does)."""
+        url = urlsplit(str(self.client.api_url))
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(url.hostname, port), LISTEN_CHECK_S
+            )
+        except (TimeoutError, OSError):
+            return False
+        writer.close()
+        return True
+
     async def _bounded(self, call: Awaitable[T]) -> T:
         try:
             return await asyncio.wait_for(call, self._timeout_s)
@@ -219,7 +272,14 @@ class Orchestrator:
                 raise
             PREFECT_CALL_ERRORS.labels("server_error").inc()
             raise OrchestratorUnavailable(f"Prefect answered {exc.response.status_code}") from None
-        except (TimeoutError, httpx.HTTPError, OSError) as exc:
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            _count_failure(exc)
+            # Out of time: the client retries refused connections too, so ask the port itself.
+            logger.warning("Prefect call timed out: %s", type(exc).__name__)
+            if await self._listening():
+                raise OrchestratorSlow("Prefect is slow to answer") from None
+            raise OrchestratorUnavailable("Prefect unreachable: connection refused") from None
+        except (httpx.HTTPError, OSError) as exc:
             _count_failure(exc)
             logger.warning("Prefect call failed: %s: %s", type(exc).__name__, exc)
             raise OrchestratorUnavailable(f"Prefect unreachable: {type(exc).__name__}") from None
@@ -286,6 +346,85 @@ class Orchestrator:
             self.client.set_flow_run_state(run_id, Cancelling(message="cancelled by calsync"))
         )
         self._live.pop(run_id, None)
+
+    async def end_run(self, run_id: uuid.UUID, message: str) -> None:
+        """Force a run that never started into Cancelled (no runner is there to acknowledge a
+        Cancelling state)."""
+        await self._bounded(
+            self.client.set_flow_run_state(run_id, Cancelled(message=message), force=True)
+        )
+        self._live.pop(run_id, None)
+
+    async def _deployment_filter(
+        self, deployments: Iterable[str]
+    ) -> FlowRunFilterDeploymentId | None:
+        """Those of the deployments that exist (None if none does: there are no runs to read)."""
+        ids = []
+        for name in deployments:
+            try:
+                ids.append(await self._deployment_id(name))
+            except ObjectNotFound:
+                continue
+        return FlowRunFilterDeploymentId(any_=ids) if ids else None
+
+    async def waiting_runs(
+        self, deployments: Iterable[str], due_before: datetime
+    ) -> list[WaitingRun]:
+        """Runs of these deployments scheduled or pending, due (scheduled time, or the moment
+        they became pending) before `due_before`. Prefect leaves `expected_start_time` at the
+        first schedule, never later than any reschedule, so it narrows the read safely."""
+        deployment_filter = await self._deployment_filter(deployments)
+        if deployment_filter is None:
+            return []
+        runs = await self._bounded(
+            self.client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    deployment_id=deployment_filter,
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=WAITING_STATES)),
+                    expected_start_time=FlowRunFilterExpectedStartTime(before_=due_before),
+                ),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                limit=PAGE,
+            )
+        )
+        waiting = []
+        for run in runs:
+            if run.state is None:
+                continue
+            due = run.state.timestamp
+            if run.state.type == StateType.SCHEDULED and run.state.state_details.scheduled_time:
+                due = run.state.state_details.scheduled_time
+            if due < due_before:
+                waiting.append(WaitingRun(run.id, due))
+        return waiting
+
+    async def ended_runs(self, deployments: Iterable[str], since: datetime) -> list[EndedRun]:
+        """Runs of these deployments that ended crashed, cancelled or failed since `since`."""
+        deployment_filter = await self._deployment_filter(deployments)
+        if deployment_filter is None:
+            return []
+        flow_run_filter = FlowRunFilter(
+            deployment_id=deployment_filter,
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNSUCCESSFUL_STATES)),
+            end_time=FlowRunFilterEndTime(after_=since),
+        )
+        ended: list[EndedRun] = []
+        while True:
+            runs = await self._bounded(
+                self.client.read_flow_runs(
+                    flow_run_filter=flow_run_filter,
+                    sort=FlowRunSort.END_TIME_DESC,
+                    limit=PAGE,
+                    offset=len(ended),
+                )
+            )
+            for run in runs:
+                info = run_info(run)
+                ended.append(
+                    EndedRun(run.id, info.error or CANCELLED, run.state_type == StateType.CRASHED)
+                )
+            if len(runs) < PAGE:
+                return ended
 
     async def read_run(self, run_id: uuid.UUID) -> RunInfo | None:
         return (await self.read_runs([run_id])).get(run_id)

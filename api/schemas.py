@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,7 +35,10 @@ class ProgressOut(BaseModel):
 class RunStatusOut(BaseModel):
     """The state of one sync run, in the frontend's vocabulary."""
 
-    flow_run_id: uuid.UUID
+    flow_run_id: uuid.UUID | None = Field(
+        description="Null while a requested sync waits for the orchestrator to create its run "
+        "(status pending): it is started within seconds of the orchestrator answering again."
+    )
     status: RunStatus = Field(description="pending, running, completed, failed or canceled.")
     error: str | None = Field(
         None,
@@ -57,6 +61,14 @@ class RunStatusOut(BaseModel):
             ended_at=info.ended_at,
             progress=ProgressOut(**progress.as_dict()) if progress is not None else None,
         )
+
+    @classmethod
+    def for_row(cls, info: RunInfo | None, *, owed: bool) -> RunStatusOut | None:
+        """What a row shows: `pending` (no run ID yet) while a requested sync is owed and no
+        run of the row is in flight, else its latest run's status."""
+        if owed and (info is None or info.status.is_final):
+            return cls(flow_run_id=None, status=RunStatus.PENDING)
+        return cls.from_info(info) if info is not None else None
 
 
 class LiveRunOut(RunStatusOut):
@@ -94,9 +106,16 @@ class GoogleConnectionOut(BaseModel):
     calendars: list[CalendarOut]
 
 
+def _owed_run_id() -> Any:
+    return Field(
+        description="Null when the orchestrator was slow to answer: the sync is accepted "
+        "(status pending) and its run is created within seconds; the listing shows it then."
+    )
+
+
 class SyncStarted(BaseModel):
     calendar_id: uuid.UUID
-    flow_run_id: uuid.UUID
+    flow_run_id: uuid.UUID | None = _owed_run_id()
     status: RunStatus
     already_running: bool = Field(description="True when an in-flight run was returned instead.")
 
@@ -194,7 +213,7 @@ class UserSettingsOut(BaseModel):
 
 class LinearSyncStarted(BaseModel):
     task_connection_id: uuid.UUID
-    flow_run_id: uuid.UUID
+    flow_run_id: uuid.UUID | None = _owed_run_id()
     status: RunStatus
     already_running: bool
 

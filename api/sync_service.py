@@ -2,7 +2,10 @@
 
 Database work runs in the thread pool (sync SQLAlchemy); Prefect work goes through the
 orchestrator. A start coalesces with the row's in-flight run, and concurrent starts agree on
-one run through Prefect's idempotency key (keyed by the run they both saw as latest).
+one run through Prefect's idempotency key (keyed by the run they both saw as latest). Every
+start satisfies a durable sync request (core/sync_requests.py) recorded before it: the start
+clears it when the run is recorded, and if Prefect is slow the request stays owed for
+api/owed_starts.py to complete.
 """
 
 from __future__ import annotations
@@ -10,15 +13,25 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
 
 from api.metrics import SYNC_STARTS
-from api.orchestrator import Orchestrator, OrchestratorUnavailable, RunInfo, RunStatus
+from api.orchestrator import (
+    Orchestrator,
+    OrchestratorSlow,
+    OrchestratorUnavailable,
+    RunInfo,
+    RunStatus,
+)
 from core.db import session_scope
+from core.models import ExternalCalendar
 from core.repositories.runs import OwnedRun, fill_missing_error, owned_run
 from core.run_starts import LatestRun, plan_start, restart_key
+from core.sync_requests import request_sync, satisfied_by_run
 from core.sync_state import SyncedModel, record_run_started
+from deployments.names import CALENDAR_SYNC, LINEAR_SYNC
 
 
 @dataclass(frozen=True)
@@ -37,10 +50,36 @@ class StartRequest:
     lease_owner: uuid.UUID | None = None
     # Who asked: api, webhook, connect... (the run's `source:` tag in the Prefect UI).
     source: str = "api"
+    # When the sync request this start satisfies was recorded (cleared with the run's ID).
+    requested_at: datetime | None = None
 
     @property
     def provider(self) -> str:
         return next((t.split(":", 1)[1] for t in self.tags if t.startswith("provider:")), "")
+
+
+def start_request_for(
+    model: SyncedModel,
+    row_id: uuid.UUID,
+    latest_run_id: uuid.UUID | None,
+    user_id: str,
+    *,
+    lease_owner: uuid.UUID | None = None,
+) -> StartRequest:
+    """How to start the sync of one calendar or Linear connection."""
+    if model is ExternalCalendar:
+        deployment, parameter, provider = CALENDAR_SYNC, "external_calendar_id", "google"
+    else:
+        deployment, parameter, provider = LINEAR_SYNC, "task_connection_id", "linear"
+    return StartRequest(
+        model=model,
+        row_id=row_id,
+        latest_run_id=latest_run_id,
+        deployment=deployment,
+        parameter=parameter,
+        tags=(f"provider:{provider}", f"user:{user_id}"),
+        lease_owner=lease_owner,
+    )
 
 
 @dataclass(frozen=True)
@@ -49,16 +88,50 @@ class Started:
     already_running: bool
 
 
-def _store_run(model: SyncedModel, row_id: uuid.UUID, run_id: uuid.UUID) -> None:
+def _store_run(request: StartRequest, run_id: uuid.UUID) -> None:
     with session_scope() as session:
-        record_run_started(session, model, row_id, run_id)
+        record_run_started(
+            session, request.model, request.row_id, run_id, requested_up_to=request.requested_at
+        )
+
+
+def _joined(request: StartRequest, run_id: uuid.UUID) -> None:
+    if request.requested_at is None:
+        return
+    with session_scope() as session:
+        satisfied_by_run(session, request.model, request.row_id, run_id, request.requested_at)
+
+
+def record_request(request: StartRequest, source: str) -> StartRequest:
+    """Record that the row needs a sync (its own transaction); the start request that clears it."""
+    with session_scope() as session:
+        at = request_sync(session, request.model, [request.row_id], source)
+    return replace(request, requested_at=at)
+
+
+async def request_and_start(
+    orchestrator: Orchestrator, request: StartRequest, source: str
+) -> Started | None:
+    """Record the sync request durably, then start (or join) its run.
+
+    None when Prefect is slow: the request is accepted and stays owed, for api/owed_starts.py
+    to start within seconds of Prefect answering again. When Prefect is down the request stays
+    owed too, but `OrchestratorUnavailable` propagates (a 503 that tells the user to retry).
+    """
+    owed = await run_in_threadpool(record_request, replace(request, source=source), source)
+    try:
+        return await start_sync(orchestrator, owed)
+    except OrchestratorSlow:
+        return None
 
 
 async def start_sync(orchestrator: Orchestrator, request: StartRequest) -> Started:
     try:
         started = await _start_sync(orchestrator, request)
-    except OrchestratorUnavailable:
-        SYNC_STARTS.labels(request.source, request.provider, "unavailable").inc()
+    except OrchestratorUnavailable as exc:
+        # Slow: accepted and owed (api/owed_starts.py starts it); unavailable: refused with 503.
+        outcome = "deferred" if isinstance(exc, OrchestratorSlow) else "unavailable"
+        SYNC_STARTS.labels(request.source, request.provider, outcome).inc()
         raise
     outcome = "joined" if started.already_running else "started"
     SYNC_STARTS.labels(request.source, request.provider, outcome).inc()
@@ -77,6 +150,7 @@ async def _start_sync(orchestrator: Orchestrator, request: StartRequest) -> Star
         )
     plan = plan_start(request.row_id, seen, follow_up=request.follow_up)
     if plan.join is not None and latest is not None:
+        await run_in_threadpool(_joined, request, latest.id)
         return Started(latest, already_running=True)
     key = str(plan.idempotency_key)
     parameters = {request.parameter: str(request.row_id)}
@@ -91,7 +165,7 @@ async def _start_sync(orchestrator: Orchestrator, request: StartRequest) -> Star
             tags=tags,
             idempotency_key=restart_key(key, run.id),
         )
-    await run_in_threadpool(_store_run, request.model, request.row_id, run.id)
+    await run_in_threadpool(_store_run, request, run.id)
     return Started(run, already_running=False)
 
 

@@ -107,6 +107,7 @@ class InvalidRequest(SyncError):
 GENERIC_FAILURE = "The sync failed unexpectedly. It will be retried on the next sync."
 CRASHED = "The sync stopped unexpectedly (its worker went away). The next sync will retry it."
 CANCELLED = "The sync was cancelled."
+STUCK = "The sync did not start in time, so it was cancelled; a new one has been started."
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -140,6 +140,15 @@ class Settings(BaseSettings):
     sync_lease_ttl_s: float = Field(
         default=180.0, gt=0, validation_alias=AliasChoices("CALSYNC_SYNC_LEASE_TTL_S")
     )
+    # How often each API process starts the syncs still owed (Prefect was slow or down when they
+    # were asked for) and reconciles runs Prefect ended or left waiting (api/owed_starts.py).
+    start_retry_interval_s: float = Field(
+        default=2.0, gt=0, le=300, validation_alias=AliasChoices("CALSYNC_START_RETRY_INTERVAL_S")
+    )
+    # A run still scheduled or pending this long after it was due is cancelled and replaced.
+    stuck_run_after_s: float = Field(
+        default=600.0, gt=0, validation_alias=AliasChoices("CALSYNC_STUCK_RUN_AFTER_S")
+    )
     # Off in tests and benchmarks, so scheduled sweeps never fire in the middle of a measurement.
     schedules_active: bool = Field(
         default=True, validation_alias=AliasChoices("CALSYNC_SCHEDULES_ACTIVE")

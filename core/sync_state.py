@@ -8,8 +8,9 @@ newer run's state.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import or_, update
+from sqlalchemy import case, or_, update
 from sqlalchemy.orm import Session
 
 from core.models import ExternalCalendar, TaskConnection
@@ -20,14 +21,27 @@ MAX_MESSAGE_LENGTH = 500
 
 
 def record_run_started(
-    session: Session, model: SyncedModel, row_id: uuid.UUID, flow_run_id: uuid.UUID
+    session: Session,
+    model: SyncedModel,
+    row_id: uuid.UUID,
+    flow_run_id: uuid.UUID,
+    *,
+    requested_up_to: datetime | None = None,
 ) -> bool:
-    """Point the row at `flow_run_id` and clear the old error. False if the row does not exist."""
-    result = session.execute(
-        update(model)
-        .where(model.id == row_id)
-        .values(latest_sync_flow_run_id=flow_run_id, last_sync_error_message=None)
-    )
+    """Point the row at `flow_run_id` and clear the old error. False if the row does not exist.
+
+    The run satisfies the sync requests made up to `requested_up_to` (core/sync_requests.py):
+    those are cleared, a newer one stays owed.
+    """
+    values: dict[str, object] = {
+        "latest_sync_flow_run_id": flow_run_id,
+        "last_sync_error_message": None,
+    }
+    if requested_up_to is not None:
+        satisfied = model.sync_requested_at <= requested_up_to
+        values["sync_requested_at"] = case((satisfied, None), else_=model.sync_requested_at)
+        values["sync_request_source"] = case((satisfied, None), else_=model.sync_request_source)
+    result = session.execute(update(model).where(model.id == row_id).values(**values))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -2,7 +2,9 @@
 
 Flows cannot use the API's orchestrator, so this is the same start path on Prefect's client:
 `core.run_starts.plan_start` decides join or start (and the idempotency key), the run is created
-from the deployment, and its ID is recorded on the row before anything else looks.
+from the deployment, and its ID is recorded on the row before anything else looks. The rows'
+sync requests (core/sync_requests.py, recorded by the caller) are cleared as their runs are
+recorded; if Prefect fails us midway, the API's retrier (api/owed_starts.py) starts the rest.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from prefect import get_client
 from prefect.client.orchestration import SyncPrefectClient
@@ -19,6 +22,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 from core.db import session_scope
 from core.run_starts import LatestRun, plan_start, restart_key
+from core.sync_requests import satisfied_by_run
 from core.sync_state import SyncedModel, record_run_started
 
 ACTIVE_STATES = {
@@ -59,10 +63,12 @@ def start_syncs(
     deployment: str,
     parameter: str,
     rows: list[RowToSync],
+    requested_at: datetime,
     *,
     parent: uuid.UUID | None = None,
 ) -> dict[uuid.UUID, uuid.UUID]:
-    """Start (or join) one sync run per row; returns the run each row now points at.
+    """Start (or join) one sync run per row, satisfying the requests made up to `requested_at`;
+    returns the run each row now points at.
 
     `parent` (a task run of the starting flow) makes each new run its child in Prefect."""
     if not rows:
@@ -83,6 +89,8 @@ def start_syncs(
             )
             plan = plan_start(row.row_id, latest, follow_up=False)
             if plan.join is not None:
+                with session_scope() as session:
+                    satisfied_by_run(session, model, row.row_id, plan.join, requested_at)
                 started[row.row_id] = plan.join
                 continue
             key = str(plan.idempotency_key)
@@ -102,6 +110,6 @@ def start_syncs(
                     parent_task_run_id=parent,
                 )
             with session_scope() as session:
-                record_run_started(session, model, row.row_id, run.id)
+                record_run_started(session, model, row.row_id, run.id, requested_up_to=requested_at)
             started[row.row_id] = run.id
     return started

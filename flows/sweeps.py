@@ -3,8 +3,9 @@
 Every enabled calendar (and Linear connection) not synced successfully within the interval is
 probed by a cheap task: one small incremental listing. Only those with changes (or no cursor,
 or an expired one) get a real sync run, started through the same path as the API so the run
-ID is on the row. Rows with a run in flight and connections needing re-authorization are
-skipped.
+ID is on the row; the need is recorded on the rows first (core/sync_requests.py), so a start
+Prefect fails to take is completed by the API's retrier rather than waiting for the next
+sweep. Rows with a run in flight and connections needing re-authorization are skipped.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from core.settings import get_settings
 from core.sync.calendar import CalendarSyncEngine
 from core.sync.linear_probe import probe_linear_connection
 from core.sync.probe import ProbeResult
+from core.sync_requests import RequestSource, request_sync
 from core.sync_state import SyncedModel
 from deployments.names import CALENDAR_SYNC, LINEAR_SYNC
 from flows.names import scheduled_run_name
@@ -121,7 +123,7 @@ def _read(
 _STARTER = Task(name="start-syncs", fn=start_syncs)
 
 
-def _start_as_children(swept: _Swept, rows: list[RowToSync]) -> int:
+def _start_as_children(swept: _Swept, rows: list[RowToSync], requested_at: datetime) -> int:
     """Start the changed rows' syncs under one task run of this sweep, so each run started
     shows the sweep as its parent in the Prefect UI. The task run is created through the API
     first, as Prefect's own `run_deployment` does: the server must know it before a run can
@@ -136,7 +138,12 @@ def _start_as_children(swept: _Swept, rows: list[RowToSync]) -> int:
         )
         try:
             started = start_syncs(
-                swept.model, swept.deployment, swept.parameter, rows, parent=parent.id
+                swept.model,
+                swept.deployment,
+                swept.parameter,
+                rows,
+                requested_at,
+                parent=parent.id,
             )
         except Exception:
             client.set_task_run_state(
@@ -145,6 +152,11 @@ def _start_as_children(swept: _Swept, rows: list[RowToSync]) -> int:
             raise
         client.set_task_run_state(parent.id, Completed(), force=True)
     return len(started)
+
+
+def _request(model: SyncedModel, row_ids: list[uuid.UUID]) -> datetime:
+    with session_scope() as session:
+        return request_sync(session, model, row_ids, RequestSource.SWEEP)
 
 
 def _sweep(swept: _Swept) -> dict[str, int]:
@@ -160,6 +172,7 @@ def _sweep(swept: _Swept) -> dict[str, int]:
     changed = [
         row_id for row_id, outcome in zip(to_probe, outcomes, strict=True) if outcome == "changed"
     ]
+    requested_at = _request(swept.model, changed)
     # Read again: a webhook or the user may have started a run while the probes ran.
     rows = [
         RowToSync(
@@ -170,7 +183,7 @@ def _sweep(swept: _Swept) -> dict[str, int]:
         )
         for c in _read(swept.current, changed)
     ]
-    started = _start_as_children(swept, rows) if rows else 0
+    started = _start_as_children(swept, rows, requested_at) if rows else 0
     result = {
         "stale": len(candidates),
         "in_flight": len(candidates) - len(to_probe),

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
 from api.errors import ApiError, ErrorCode
 from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep
+from api.orchestrator import Orchestrator, RunStatus
 from api.schemas import (
     CalendarOut,
     ErrorBody,
@@ -18,11 +19,17 @@ from api.schemas import (
     SyncAllStarted,
     SyncStarted,
 )
-from api.sync_service import StartRequest, start_sync, with_row_error
+from api.sync_service import (
+    Started,
+    StartRequest,
+    request_and_start,
+    start_request_for,
+    with_row_error,
+)
 from core.db import session_scope
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar
 from core.repositories.calendars import user_calendar, user_calendars, user_google_connections
-from deployments.names import CALENDAR_SYNC
+from core.sync_requests import RequestSource
 
 router = APIRouter(tags=["calendars"], responses=AUTH_ERRORS)
 
@@ -56,7 +63,7 @@ async def my_google_connections(
             )
             if info is not None:
                 info = with_row_error(info, calendar.last_sync_error_message)
-                item.run = RunStatusOut.from_info(info)
+            item.run = RunStatusOut.for_row(info, owed=calendar.sync_requested_at is not None)
             calendars.append(item)
         out.append(
             GoogleConnectionOut(
@@ -70,13 +77,11 @@ async def my_google_connections(
 
 
 def calendar_start_request(calendar: ExternalCalendar) -> StartRequest:
-    return StartRequest(
-        model=ExternalCalendar,
-        row_id=calendar.id,
-        latest_run_id=calendar.latest_sync_flow_run_id,
-        deployment=CALENDAR_SYNC,
-        parameter="external_calendar_id",
-        tags=("provider:google", f"user:{calendar.connection.user_id}"),
+    return start_request_for(
+        ExternalCalendar,
+        calendar.id,
+        calendar.latest_sync_flow_run_id,
+        calendar.connection.user_id,
     )
 
 
@@ -114,9 +119,28 @@ def _user_calendar(user_id: str, calendar_id: uuid.UUID) -> ExternalCalendar | N
 async def sync_calendar(
     calendar_id: uuid.UUID, user: CurrentUser, orchestrator: OrchestratorDep, limits: LimitsDep
 ) -> SyncStarted:
+    """Starts (or joins) the calendar's sync. The request is recorded first, so it is never
+    lost: when Prefect is slow the answer is still 202 with status pending and no run ID yet;
+    when Prefect is down it is 503, and the recorded sync starts once Prefect is back."""
     calendar = _startable(await run_in_threadpool(_user_calendar, user.id, calendar_id))
     limits.check(user.id, SYNC_START)
-    started = await start_sync(orchestrator, calendar_start_request(calendar))
+    return _sync_started(calendar, await _sync_now(orchestrator, calendar))
+
+
+async def _sync_now(orchestrator: Orchestrator, calendar: ExternalCalendar) -> Started | None:
+    return await request_and_start(
+        orchestrator, calendar_start_request(calendar), RequestSource.SYNC_NOW
+    )
+
+
+def _sync_started(calendar: ExternalCalendar, started: Started | None) -> SyncStarted:
+    if started is None:
+        return SyncStarted(
+            calendar_id=calendar.id,
+            flow_run_id=None,
+            status=RunStatus.PENDING,
+            already_running=False,
+        )
     return SyncStarted(
         calendar_id=calendar.id,
         flow_run_id=started.run.id,
@@ -143,16 +167,9 @@ def _enabled_calendars(user_id: str) -> list[ExternalCalendar]:
 async def sync_all_calendars(
     user: CurrentUser, orchestrator: OrchestratorDep, limits: LimitsDep
 ) -> SyncAllStarted:
+    """Sync now for each enabled calendar; answers as `POST /calendars/{id}/sync` does."""
     limits.check(user.id, SYNC_START)
     runs = []
     for calendar in await run_in_threadpool(_enabled_calendars, user.id):
-        started = await start_sync(orchestrator, calendar_start_request(calendar))
-        runs.append(
-            SyncStarted(
-                calendar_id=calendar.id,
-                flow_run_id=started.run.id,
-                status=started.run.status,
-                already_running=started.already_running,
-            )
-        )
+        runs.append(_sync_started(calendar, await _sync_now(orchestrator, calendar)))
     return SyncAllStarted(runs=runs)

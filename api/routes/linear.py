@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep, SessionDep
 from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep
+from api.orchestrator import RunStatus
 from api.schemas import (
     ErrorBody,
     LinearConnectionOut,
@@ -18,11 +19,11 @@ from api.schemas import (
     TaskItemOut,
     TaskList,
 )
-from api.sync_service import StartRequest, start_sync, with_row_error
+from api.sync_service import StartRequest, request_and_start, start_request_for, with_row_error
 from core.db import session_scope
 from core.models import ConnectionStatus, TaskConnection
 from core.repositories.tasks import user_task_connections, user_task_items
-from deployments.names import LINEAR_SYNC
+from core.sync_requests import RequestSource
 
 router = APIRouter(tags=["linear"], responses=AUTH_ERRORS)
 
@@ -35,13 +36,8 @@ def _connections(user_id: str) -> list[TaskConnection]:
 
 
 def linear_start_request(connection: TaskConnection) -> StartRequest:
-    return StartRequest(
-        model=TaskConnection,
-        row_id=connection.id,
-        latest_run_id=connection.latest_sync_flow_run_id,
-        deployment=LINEAR_SYNC,
-        parameter="task_connection_id",
-        tags=("provider:linear", f"user:{connection.user_id}"),
+    return start_request_for(
+        TaskConnection, connection.id, connection.latest_sync_flow_run_id, connection.user_id
     )
 
 
@@ -64,9 +60,8 @@ async def my_linear_connections(
             else None
         )
         if info is not None:
-            item.run = RunStatusOut.from_info(
-                with_row_error(info, connection.last_sync_error_message)
-            )
+            info = with_row_error(info, connection.last_sync_error_message)
+        item.run = RunStatusOut.for_row(info, owed=connection.sync_requested_at is not None)
         out.append(item)
     return out
 
@@ -80,19 +75,22 @@ async def my_linear_connections(
 async def sync_linear(
     user: CurrentUser, orchestrator: OrchestratorDep, limits: LimitsDep
 ) -> LinearSyncAllStarted:
-    """Start a sync of each of the user's active Linear connections (joining runs in flight)."""
+    """Start a sync of each of the user's active Linear connections (joining runs in flight);
+    answers as `POST /calendars/{id}/sync` does when Prefect is slow or down."""
     limits.check(user.id, SYNC_START)
     runs = []
     for connection in await run_in_threadpool(_connections, user.id):
         if connection.status == ConnectionStatus.NEEDS_REAUTH:
             continue
-        started = await start_sync(orchestrator, linear_start_request(connection))
+        started = await request_and_start(
+            orchestrator, linear_start_request(connection), RequestSource.SYNC_NOW
+        )
         runs.append(
             LinearSyncStarted(
                 task_connection_id=connection.id,
-                flow_run_id=started.run.id,
-                status=started.run.status,
-                already_running=started.already_running,
+                flow_run_id=started.run.id if started else None,
+                status=started.run.status if started else RunStatus.PENDING,
+                already_running=started.already_running if started else False,
             )
         )
     return LinearSyncAllStarted(runs=runs)

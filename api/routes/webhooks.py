@@ -1,6 +1,10 @@
 """Google Calendar push notifications: verify the channel, then start (or join) the calendar's sync.
 
-Answers fast and calls no provider: one database read, then the same start path as the API.
+Answers fast and calls no provider: one database read, the sync request recorded durably
+(core/sync_requests.py), then the same start path as the API. Once the request is recorded the
+answer is 200 even if Prefect is slow or down (api/owed_starts.py starts it later); if it could
+not be recorded the answer is 503, so Google delivers the notification again.
+
 Anything that is not a live, unexpired channel of ours with its secret and resource gets 404 and
 no run, costs no database write, and is logged at a bounded rate. A genuine notification then
 claims its `X-Goog-Message-Number`: one no higher than the channel's last accepted one (replayed,
@@ -12,22 +16,24 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from fastapi import APIRouter, Request, Response, status
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import OrchestratorDep
 from api.errors import ErrorCode, error_response
+from api.orchestrator import OrchestratorUnavailable
 from api.routes.calendars import calendar_start_request
 from api.schemas import ErrorBody
-from api.sync_service import start_sync
+from api.sync_service import StartRequest, start_sync
 from core.db import session_scope, utcnow
 from core.log_throttle import ThrottledLog
 from core.models import ConnectionStatus, ExternalCalendar
 from core.push_channels import GOOGLE_WEBHOOK_PATH, secret_matches
 from core.repositories.channels import accept_message_number, calendar_by_channel
+from core.sync_requests import RequestSource, request_sync
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +75,35 @@ def _rejection(
     return None
 
 
-def _accept(calendar_id: uuid.UUID, channel_id: str, number: int) -> bool:
+@dataclass(frozen=True)
+class Notification:
+    """A genuine notification of one of our live channels, its message number not yet claimed."""
+
+    calendar: ExternalCalendar
+    channel_id: str
+    number: int
+
+
+def _claim(
+    notification: Notification, start: StartRequest | None
+) -> tuple[bool, StartRequest | None]:
+    """Claim the message number and record the sync request (if any) in one transaction: a
+    notification whose request could not be recorded keeps its number unclaimed, so Google's
+    redelivery is not mistaken for a replay. False: replayed, duplicated or overtaken."""
     with session_scope() as session:
-        return accept_message_number(session, calendar_id, channel_id, number)
+        calendar = notification.calendar
+        if not accept_message_number(
+            session, calendar.id, notification.channel_id, notification.number
+        ):
+            return False, None
+        if start is None:
+            return True, None
+        at = request_sync(session, ExternalCalendar, [calendar.id], RequestSource.WEBHOOK)
+    return True, replace(start, requested_at=at)
 
 
-async def verify_notification(request: Request) -> ExternalCalendar | Response:
-    """The calendar a new, genuine notification is about, or the answer to anything else."""
+async def verify_notification(request: Request) -> Notification | Response:
+    """The genuine notification, or the answer to anything else (no database write)."""
     headers = request.headers
     channel_id = headers.get("x-goog-channel-id", "")
     number = headers.get("x-goog-message-number")
@@ -94,36 +122,60 @@ async def verify_notification(request: Request) -> ExternalCalendar | Response:
             channel_id[:64],
         )
         return error_response(status.HTTP_404_NOT_FOUND, "not found", ErrorCode.NOT_FOUND)
-    if not await run_in_threadpool(_accept, calendar.id, channel_id, int(number)):
-        rejections.warning(
-            "replayed, duplicated or overtaken message number",
-            "ignored a Google notification for calendar %s",
-            calendar.id,
-        )
-        return Response(status_code=status.HTTP_200_OK)
-    return calendar
+    return Notification(calendar, channel_id, int(number))
+
+
+def _start_for(request: Request, calendar: ExternalCalendar) -> StartRequest | None:
+    """The sync a notification asks for: none for the handshake, a disabled calendar or one
+    whose connection needs the user to sign in again."""
+    if request.headers.get("x-goog-resource-state") not in CHANGE_STATES:
+        return None  # "sync" is the handshake of a new channel; nothing changed yet.
+    if not calendar.enabled or calendar.connection.status == ConnectionStatus.NEEDS_REAUTH:
+        return None
+    return replace(
+        calendar_start_request(calendar),
+        follow_up=True,
+        lease_owner=calendar.sync_lease_owner,
+        source="webhook",
+    )
 
 
 @router.post(
     GOOGLE_WEBHOOK_PATH,
     status_code=status.HTTP_200_OK,
     response_class=Response,
-    responses={404: {"model": ErrorBody, "description": "Not a live channel of ours."}},
+    responses={
+        404: {"model": ErrorBody, "description": "Not a live channel of ours."},
+        503: {"model": ErrorBody, "description": "The sync could not be recorded: send again."},
+    },
 )
 async def google_calendar_notification(request: Request, orchestrator: OrchestratorDep) -> Response:
-    calendar = await verify_notification(request)
-    if isinstance(calendar, Response):
-        return calendar
-    if request.headers.get("x-goog-resource-state") not in CHANGE_STATES:
-        # "sync" is the handshake of a new channel; nothing changed yet.
+    notification = await verify_notification(request)
+    if isinstance(notification, Response):
+        return notification
+    try:
+        accepted, start = await run_in_threadpool(
+            _claim, notification, _start_for(request, notification.calendar)
+        )
+    except SQLAlchemyError as exc:
+        logger.warning("could not record a notification's sync: %s", type(exc).__name__)
+        return error_response(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "The change could not be recorded; send it again.",
+            ErrorCode.UNAVAILABLE,
+        )
+    if not accepted:
+        rejections.warning(
+            "replayed, duplicated or overtaken message number",
+            "ignored a Google notification for calendar %s",
+            notification.calendar.id,
+        )
         return Response(status_code=status.HTTP_200_OK)
-    if not calendar.enabled or calendar.connection.status == ConnectionStatus.NEEDS_REAUTH:
-        return Response(status_code=status.HTTP_200_OK)
-    start = replace(
-        calendar_start_request(calendar),
-        follow_up=True,
-        lease_owner=calendar.sync_lease_owner,
-        source="webhook",
-    )
-    await start_sync(orchestrator, start)
+    if start is not None:
+        try:
+            await start_sync(orchestrator, start)
+        except OrchestratorUnavailable as exc:
+            logger.info(
+                "the sync of %s is owed, Prefect did not answer: %s", notification.calendar.id, exc
+            )
     return Response(status_code=status.HTTP_200_OK)

@@ -201,7 +201,8 @@ async function reloadLists() {
 
 function started(runs) {
   for (const [rowId, run] of runs) {
-    expected.set(rowId, run.flow_run_id);
+    // Accepted while the orchestrator was slow: no run yet; the stream announces it when it starts.
+    if (run.flow_run_id) expected.set(rowId, run.flow_run_id);
     // The stream may have told this run's news already; keep it then.
     if (live.get(rowId)?.flow_run_id !== run.flow_run_id) {
       live.set(rowId, { flow_run_id: run.flow_run_id, status: run.status, error: null });

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from api.main import create_app
 from core.db import session_scope
@@ -192,7 +191,7 @@ def test_requests_without_a_valid_token_get_401_json(api_url, setup) -> None:
     assert ready == {"status": "ok", "database": True, "prefect": True}
 
 
-def test_prefect_unreachable_answers_503_fast_and_stores_nothing(setup) -> None:
+def test_prefect_unreachable_answers_503_fast_and_keeps_the_sync_owed(setup) -> None:
     _, user, row_id, _ = setup
     with serve(
         create_app(prefect_api_url=f"http://127.0.0.1:{free_port()}/api"), "api-no-prefect"
@@ -205,10 +204,13 @@ def test_prefect_unreachable_answers_503_fast_and_stores_nothing(setup) -> None:
         assert "unavailable" in response.json()["detail"]
         assert response.json()["code"] == "prefect_unavailable"
         assert elapsed < 2.5
+        # No run, but the request is recorded (checked at once: the session's API shares this
+        # database and starts owed syncs on its own Prefect server after a grace period).
+        with session_scope() as session:
+            row = session.get(ExternalCalendar, row_id)
+            assert row is not None and row.latest_sync_flow_run_id is None
+            assert row.sync_requested_at is not None and row.sync_request_source == "api"
         # The database answers, so the replica stays in the balancer, reporting Prefect down.
         ready = client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json() == {"status": "degraded", "database": True, "prefect": False}
-    with session_scope() as session:
-        row = session.scalars(select(ExternalCalendar).where(ExternalCalendar.id == row_id)).one()
-        assert row.latest_sync_flow_run_id is None

@@ -1,5 +1,6 @@
 """The crash automation: a run whose process stops heartbeating (a frozen or dead machine) is
-marked Crashed by Prefect, and the API reports it failed with the safe message."""
+marked Crashed by Prefect, the API reports it failed with the safe message, and the row gets a
+new run (api/run_reconciler.py) that completes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import httpx
 import pytest
 from prefect import get_client
 
+from core.db import session_scope
 from core.errors import CRASHED
+from core.models import ExternalCalendar
+from core.sync_lease import LEASE_TTL
 from deployments.automations import NAME, crash_silent_runs, ensure_crash_automation
 from tests.support.auth import bearer
 from tests.support.google import seed_calendar
@@ -94,8 +98,12 @@ def test_a_frozen_run_is_marked_crashed_and_the_api_reports_it_failed(
     assert run.state.message == CRASHED
     status = client.get(f"/sync-runs/{run_id}").json()
     assert status["status"] == "failed" and status["error"] == CRASHED
+    # It waits for the frozen run's sync lease to lapse (LEASE_TTL), then syncs.
+    replacement = wait_for(replacement_of(row_id, run_id), timeout_s=LEASE_TTL.seconds + 120)
+    assert replacement.state is not None and replacement.state.is_completed()
     calendar = client.get("/me/google-connection").json()[0]["calendars"][0]
-    assert calendar["run"]["status"] == "failed" and calendar["run"]["error"] == CRASHED
+    assert calendar["run"]["flow_run_id"] == str(replacement.id)
+    assert calendar["run"]["status"] == "completed"
 
 
 def test_a_run_waiting_out_a_rate_limit_is_not_crashed_for_its_silence(
@@ -123,3 +131,16 @@ def test_a_run_waiting_out_a_rate_limit_is_not_crashed_for_its_silence(
         names = [state.name for state in prefect.read_flow_run_states(run_id)]
     assert "AwaitingRetry" in names and "Crashed" not in names, names
     assert client.get(f"/sync-runs/{run_id}").json()["status"] == "completed"
+
+
+def replacement_of(row_id: uuid.UUID, crashed: uuid.UUID, timeout_s: float = 60) -> uuid.UUID:
+    """The run the API records on the row after the crashed one, without being asked."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            row = session.get(ExternalCalendar, row_id)
+            assert row is not None
+            if row.latest_sync_flow_run_id not in {None, crashed}:
+                return row.latest_sync_flow_run_id  # type: ignore[return-value]
+        time.sleep(0.2)
+    raise TimeoutError("the crashed run's row got no new run")

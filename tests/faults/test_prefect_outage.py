@@ -1,10 +1,12 @@
 """The API while its Prefect server goes away and comes back: fast 503s, nothing half-written,
-normal service afterwards, and runs created before the outage still reported."""
+normal service afterwards, runs created before the outage still reported, and a sync asked for
+during the outage started once Prefect is back."""
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,6 +117,13 @@ def test_prefect_outage_answers_503_fast_then_recovers(
         assert response.status_code == 503, response.text
         assert response.json()["code"] == "prefect_unavailable"
         assert time.monotonic() - started < 2.5
+        # Nothing half-written, nothing lost: no run, but the sync is owed. (Checked at once: the
+        # session's own API, on its own Prefect server, shares this database and would start the
+        # owed sync there after its grace period.)
+        owed = _calendar(second)
+        assert owed.latest_sync_flow_run_id is None
+        assert owed.sync_requested_at is not None
+        assert owed.sync_request_source == "api"
         started = time.monotonic()
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "degraded"
@@ -122,14 +131,31 @@ def test_prefect_outage_answers_503_fast_then_recovers(
         time.sleep(0.3)  # let the short live-state cache lapse, so the read really goes out
         down = client.get(f"/sync-runs/{run_id}")
         assert down.status_code == 503 and "unavailable" in down.json()["detail"]
-        with session_scope() as session:
-            assert session.get(ExternalCalendar, second).latest_sync_flow_run_id is None  # type: ignore[union-attr]
 
         outage_server.start()
         assert client.get("/readyz").json()["status"] == "ok"
         assert client.get(f"/sync-runs/{run_id}").json()["status"] == "pending"
+        # The sync asked for during the outage starts without being asked again.
+        _wait_for_run_on(second)
         after = client.post(f"/calendars/{second}/sync")
         assert after.status_code == 202
+        assert str(_calendar(second).latest_sync_flow_run_id) == after.json()["flow_run_id"]
+
+
+def _calendar(calendar_id: uuid.UUID) -> ExternalCalendar:
+    with session_scope() as session:
+        row = session.get(ExternalCalendar, calendar_id)
+        assert row is not None
+        return row
+
+
+def _wait_for_run_on(calendar_id: uuid.UUID, timeout_s: float = 60) -> uuid.UUID:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         with session_scope() as session:
-            stored = session.get(ExternalCalendar, second).latest_sync_flow_run_id  # type: ignore[union-attr]
-        assert str(stored) == after.json()["flow_run_id"]
+            row = session.get(ExternalCalendar, calendar_id)
+            if row is not None and row.latest_sync_flow_run_id is not None:
+                assert row.sync_requested_at is None
+                return row.latest_sync_flow_run_id
+        time.sleep(0.2)
+    raise TimeoutError("the owed sync was never started")

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from core.db import get_engine, session_scope, utcnow
 from core.models import Event
@@ -233,3 +233,52 @@ def test_forged_notifications_cost_no_write_and_are_logged_at_a_bounded_rate(
     lines = [r.getMessage() for r in caplog.records if "wrong channel token" in r.getMessage()]
     assert len(lines) == 2 and lines[1].endswith("(19 more held back)")
     assert channel["token"] not in caplog.text
+
+
+FAILING_TRIGGER = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_sync_requests BEFORE UPDATE OF sync_requested_at"
+        " ON external_calendars BEGIN SELECT RAISE(ABORT, 'no writes'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_writes() RETURNS trigger AS"
+        " $$ BEGIN RAISE EXCEPTION 'no writes'; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_sync_requests BEFORE UPDATE OF sync_requested_at"
+        " ON external_calendars FOR EACH ROW EXECUTE FUNCTION refuse_writes()",
+    ],
+}
+DROP_TRIGGER = {
+    "sqlite": ["DROP TRIGGER refuse_sync_requests"],
+    "postgresql": [
+        "DROP TRIGGER refuse_sync_requests ON external_calendars",
+        "DROP FUNCTION refuse_writes()",
+    ],
+}
+
+
+def _run_sql(statements: list[str]) -> None:
+    with get_engine().begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+
+
+def test_a_notification_whose_sync_cannot_be_recorded_gets_503_so_google_retries(
+    watched, google
+) -> None:
+    channel = wait_for_handshake(google, watched)
+    claimed = watched.row().channel_message_number
+    dialect = get_engine().dialect.name
+    _run_sql(FAILING_TRIGGER[dialect])
+    try:
+        statuses = google.notify(channel["id"])
+    finally:
+        _run_sql(DROP_TRIGGER[dialect])
+
+    assert statuses == [503]
+    assert watched.row().sync_requested_at is None
+    # The message number was not claimed either: Google's redelivery of it is not a replay.
+    assert watched.row().channel_message_number == claimed
+    assert runs_tagged(watched.tag) == []
+    # Google's next delivery finds the database writable again and the sync runs.
+    assert google.notify(channel["id"]) == [200]
+    assert wait_for(wait_for_latest_run(watched)).state.is_completed()  # type: ignore[union-attr]
