@@ -39,9 +39,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import threading
 import time
 from typing import Any
+
+from bench.support import ROOT
 
 SAMPLE_EVERY_S = 2.0
 SETTLE_CHECK_EVERY_S = 10.0
@@ -56,6 +59,17 @@ def _soak_env(sweep_minutes: int) -> dict[str, str]:
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
     }
+
+
+def _commit() -> str:
+    """The commit measured (with "+dirty" when the worktree has uncommitted changes)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    return f"{head}+dirty" if dirty else head
 
 
 def _start(target: Any, *args: Any) -> threading.Thread:
@@ -157,6 +171,7 @@ def run(
         control.close()
     return {
         "benchmark": "soak",
+        "commit": _commit(),
         "users": users,
         "duration_s": duration_s,
         "sweep_interval_s": sweep_minutes * 60,

@@ -118,18 +118,24 @@ class StalenessTracker:
             self.sample()
 
     def figures(self, end: float) -> dict[str, float | int]:
-        """Staleness over every change; one never reflected counts until `end`."""
+        """Staleness over every change (and per provider); one never reflected counts until
+        `end`."""
         with self._lock:
-            items = [*self.events.values(), *self.issues.values()]
-        changes = [change for changes in items for change in changes]
-        lags = sorted((c.reflected_at or end) - c.at for c in changes)
-        unreflected = sum(c.reflected_at is None for c in changes)
+            google = [change for changes in self.events.values() for change in changes]
+            linear = [change for changes in self.issues.values() for change in changes]
+        lags = sorted(_lag(change, end) for change in google + linear)
         if not lags:
             return {"changes": 0, "unreflected_changes": 0, "max_staleness_s": 0.0}
         return {
             "changes": len(lags),
-            "unreflected_changes": unreflected,
+            "unreflected_changes": sum(c.reflected_at is None for c in google + linear),
             "staleness_p50_s": round(lags[len(lags) // 2], 1),
             "staleness_p95_s": round(lags[int(len(lags) * 0.95)], 1),
             "max_staleness_s": round(lags[-1], 1),
+            "max_staleness_google_s": round(max((_lag(c, end) for c in google), default=0), 1),
+            "max_staleness_linear_s": round(max((_lag(c, end) for c in linear), default=0), 1),
         }
+
+
+def _lag(change: Change, end: float) -> float:
+    return (change.reflected_at or end) - change.at
