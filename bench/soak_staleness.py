@@ -95,11 +95,24 @@ class StalenessTracker:
         except SQLAlchemyError:
             self.failed_samples += 1  # a fault killed our connection too: next sample
             return
+        self.observe(
+            {key: stored_events.get(key) for key in events},
+            {key: stored_issues.get(key) for key in issues},
+            now,
+        )
+
+    def observe(
+        self,
+        stored_events: dict[ItemKey, str | None],
+        stored_issues: dict[ItemKey, datetime | None],
+        now: float,
+    ) -> None:
+        """What the rows of these items show at `now` (None: the item has no row)."""
         with self._lock:
-            for key in events:
-                self._mark(self.events[key], stored_events.get(key), now)
-            for key in issues:
-                self._mark(self.issues[key], stored_issues.get(key), now)
+            for key, etag in stored_events.items():
+                self._mark(self.events[key], etag, now)
+            for key, updated_at in stored_issues.items():
+                self._mark(self.issues[key], updated_at, now)
 
     @staticmethod
     def _mark(changes: list[Change], stored: str | datetime | None, now: float) -> None:
