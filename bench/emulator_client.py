@@ -52,6 +52,10 @@ class EmulatorControl:
     def cancel_event(self, calendar_id: str, event_id: str) -> None:
         self._call("DELETE", f"/google/calendars/{calendar_id}/events/{event_id}")
 
+    def invalidate_sync_tokens(self, calendar_id: str) -> None:
+        """The calendar's sync tokens answer 410 from now on, as when Google expires them."""
+        self._call("POST", f"/google/calendars/{calendar_id}/invalidate-sync-tokens")
+
     def google_truth(self, calendar_id: str) -> list[dict[str, Any]]:
         """Every event a complete sync stores (the seeded ones all lie inside the sync window)."""
         path = f"/google/calendars/{calendar_id}/truth?time_min=2000-01-01T00:00:00Z"

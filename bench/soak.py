@@ -10,8 +10,9 @@ seconds (default 300), 70 % of them get upstream edits (`--edits-per-s` in total
 issues created, edited, cancelled or completed), users press *Sync now* every `--click-every-s`,
 and faults are injected on a fixed schedule (bench/soak_faults.py): the Prefect server paused
 5 s with SIGSTOP/SIGCONT three times, every app-database backend terminated three times
-(`pg_terminate_backend`), five upstream bursts (Google 429, 503, 410; Linear 429, 503), and a
-calendar sync's process SIGKILLed while it holds its lease. Then load and faults stop and the
+(`pg_terminate_backend`), four upstream bursts (Google 429, 503; Linear 429, 503), Google
+expiring 10 calendars' sync tokens (410 on their next listing), and a calendar sync's process
+SIGKILLed while it holds its lease. Then load and faults stop and the
 system settles: until nothing below is off, at most `--settle` seconds (default 240). It prints
 one JSON line; the targets are 0 for the four counts and max_staleness_s <= 2 x the sweep interval.
 
@@ -32,12 +33,15 @@ Definitions (rows are the users' enabled calendars and Linear workspaces):
 - `max_staleness_s`: the longest time from an upstream change to its row showing it, sampled
   every 2 s (bench/soak_staleness.py); a change never reflected counts until the end.
 There is no baseline run: the targets are absolute (zero, and a multiple of the interval).
+Beside them: the machine's highest 1-minute load average during the soak and the sync runs
+still waiting for the runner at the end (a starved machine shows up there, not as a bug).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import threading
@@ -70,6 +74,17 @@ def _commit() -> str:
         ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     return f"{head}+dirty" if dirty else head
+
+
+class LoadSampler:
+    """The machine's 1-minute load average, highest seen: a soak on a busy machine says so."""
+
+    def __init__(self) -> None:
+        self.highest = os.getloadavg()[0]
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(5):
+            self.highest = max(self.highest, os.getloadavg()[0])
 
 
 def _start(target: Any, *args: Any) -> threading.Thread:
@@ -136,11 +151,15 @@ def run(
         tracker = StalenessTracker()
         editor = UpstreamEditor(control, soak_users, tracker, ledger, rng)
         clicker = SyncNowClicker(stack.api_url, soak_users, ledger, random.Random(seed + 1))
-        injector = FaultInjector(stack, control)
+        injector = FaultInjector(
+            stack, control, [user.email for user in soak_users], random.Random(seed + 2)
+        )
         stop, load_over = threading.Event(), threading.Event()
         started = time.monotonic()
         until = started + duration_s
         sampler = _start(tracker.run, stop, SAMPLE_EVERY_S)
+        machine = LoadSampler()
+        _start(machine.run, stop)
         load = [
             _start(editor.run, until, edits_per_s),
             _start(clicker.run, until, click_every_s),
@@ -182,6 +201,9 @@ def run(
         **channels,
         **staleness,
         "settled": settled,
+        "sync_runs_waiting_at_end": counts.sync_runs["SCHEDULED"] + counts.sync_runs["PENDING"],
+        "load_avg_1m_max": round(machine.highest, 1),
+        "cpus": os.cpu_count(),
         "settle_s": round(settle_took),
         "connect_s": round(connect_s),
         "start_requests": dict(ledger.requests),
@@ -209,8 +231,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=300, help="load phase, seconds")
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--sweep-minutes", type=int, default=1)
-    parser.add_argument("--edits-per-s", type=float, default=1.0, help="upstream edits, total")
-    parser.add_argument("--click-every-s", type=float, default=4.0, help="between Sync now")
+    parser.add_argument("--edits-per-s", type=float, default=0.5, help="upstream edits, total")
+    parser.add_argument("--click-every-s", type=float, default=10.0, help="between Sync now")
     parser.add_argument("--settle", type=float, default=240, help="settle at most, seconds")
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()

@@ -1,11 +1,13 @@
 """The soak's injected faults, spread over the load phase: the Prefect server frozen for a few
-seconds (SIGSTOP/SIGCONT), the app database's backends terminated, bursts of upstream 429/503/410
-answers, and one flow-run process SIGKILLed while it reads Google."""
+seconds (SIGSTOP/SIGCONT), the app database's backends terminated, bursts of upstream 429/503
+answers, Google expiring sync tokens (410 on the next incremental listing), and one flow-run
+process SIGKILLed while it reads Google."""
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import threading
 import time
@@ -26,6 +28,8 @@ PREFECT_PAUSE_S = 5.0
 # An events.list this slow keeps the run that made it inside its sync, lease held, to be killed.
 KILL_DELAY_S = 20.0
 KILL_TRIES = 3
+# Google answers 410 only to a sync token it expired: this many calendars lose theirs at once.
+EXPIRED_SYNC_TOKENS = 10
 
 # (fraction of the load phase, fault): three of each infrastructure fault, five upstream bursts.
 SCHEDULE: tuple[tuple[float, str], ...] = (
@@ -46,7 +50,6 @@ SCHEDULE: tuple[tuple[float, str], ...] = (
 BURSTS: dict[str, dict[str, object]] = {
     "google_429": {"endpoint": "events.list", "status": 429, "count": 15, "retry_after": 2},
     "google_503": {"endpoint": "events.list", "status": 503, "count": 15},
-    "google_410": {"endpoint": "events.list", "status": 410, "count": 5},
     "linear_429": {"endpoint": "linear.graphql", "status": 429, "count": 15, "retry_after": 2},
     "linear_503": {"endpoint": "linear.graphql", "status": 503, "count": 15},
 }
@@ -67,9 +70,13 @@ def flow_run_pid(run_id: uuid.UUID) -> int | None:
 
 
 class FaultInjector:
-    def __init__(self, stack: Stack, control: EmulatorControl) -> None:
+    def __init__(
+        self, stack: Stack, control: EmulatorControl, calendars: list[str], rng: random.Random
+    ) -> None:
         self.stack = stack
         self.control = control
+        self.calendars = calendars
+        self.rng = rng
         self.done: Counter[str] = Counter()
         self.notes: list[str] = []
         self.killed_rows: list[uuid.UUID] = []
@@ -79,6 +86,7 @@ class FaultInjector:
             "prefect_pause": self.pause_prefect,
             "db_kill": self.kill_db_backends,
             "kill_flow_run": self.kill_flow_run,
+            "google_410": self.expire_sync_tokens,
         }
         for fraction, fault in SCHEDULE:
             if stop.wait(max(0.0, started + fraction * duration_s - time.monotonic())):
@@ -91,6 +99,13 @@ class FaultInjector:
     def burst(self, name: str) -> None:
         self.control.fault(**BURSTS[name])
         self.done[name] += 1
+
+    def expire_sync_tokens(self) -> None:
+        count = min(EXPIRED_SYNC_TOKENS, len(self.calendars))
+        for calendar in self.rng.sample(self.calendars, count):
+            self.control.invalidate_sync_tokens(calendar)
+        self.done["google_410"] += 1
+        self.done["sync_tokens_expired"] += count
 
     def pause_prefect(self) -> None:
         group = self.stack.named["prefect-server"].pid
