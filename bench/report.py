@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark, then write bench/REPORT.md with each figure beside its
 baseline (measured in the same run) and its target, and the machine it ran on.
 
-The soak (about 15 minutes) is left out of `make bench`: `python -m bench.report soak` runs it
+The soak (15 to 25 minutes) is left out of `make bench`: `python -m bench.report soak` runs it
 and refreshes its section; other runs keep the last soak figures, with the commit they measured.
 """
 

@@ -5,16 +5,17 @@ scheduler, the runner (every deployment, the sweeps scheduled every
 `CALSYNC_FALLBACK_SYNC_INTERVAL_MINUTES` = `--sweep-minutes`), the crash automation and the API
 (push on: the emulator posts change notifications to its webhook), on a throw-away PostgreSQL
 app database. `--users` users (default 50) each connect a Google account (primary calendar of
-20 events, a push channel) and a Linear workspace (10 issues) through the API. For `--duration`
-seconds (default 300), 70 % of them get upstream edits (`--edits-per-s` in total: events and
-issues created, edited, cancelled or completed), users press *Sync now* every `--click-every-s`,
-and faults are injected on a fixed schedule (bench/soak_faults.py): the Prefect server paused
-5 s with SIGSTOP/SIGCONT three times, every app-database backend terminated three times
+20 events, a push channel) and a Linear workspace (10 issues) through the API. Once their first
+syncs are done (at most `--warmup` seconds, default 600), for `--duration` seconds (default
+300), 70 % of them get upstream edits (`--edits-per-s` in total: events and issues created,
+edited, cancelled or completed), users press *Sync now* every `--click-every-s`, and faults
+are injected on a fixed schedule (bench/soak_faults.py): the Prefect server paused 5 s with
+SIGSTOP/SIGCONT three times, every app-database backend terminated three times
 (`pg_terminate_backend`), four upstream bursts (Google 429, 503; Linear 429, 503), Google
 expiring 10 calendars' sync tokens (410 on their next listing), and a calendar sync's process
-SIGKILLed while it holds its lease. Then load and faults stop and the
-system settles: until nothing below is off, at most `--settle` seconds (default 240). It prints
-one JSON line; the targets are 0 for the four counts and max_staleness_s <= 2 x the sweep interval.
+SIGKILLed while it holds its lease. Then load and faults stop and the system settles: until
+nothing below is off, at most `--settle` seconds (default 240). It prints one JSON line; the
+targets are 0 for the four counts and max_staleness_s <= 2 x the sweep interval.
 
 Definitions (rows are the users' enabled calendars and Linear workspaces):
 - `scheduled_runs`: sweep runs Prefect's scheduler created (auto-scheduled) for the soak window.
@@ -100,6 +101,7 @@ def run(
     edits_per_s: float,
     click_every_s: float,
     settle_s: float,
+    warmup_s: float,
     seed: int,
 ) -> dict[str, Any]:
     from bench.emulator_client import EmulatorControl
@@ -116,6 +118,7 @@ def run(
             diverged_rows,
             run_counts,
             scheduled_sweeps,
+            sync_runs_unfinished,
         )
         from bench.soak_faults import FaultInjector
         from bench.soak_staleness import StalenessTracker
@@ -147,6 +150,11 @@ def run(
             }
         for user in soak_users:
             user.has_channel = user.calendar_row in confirmed
+        # The first syncs of 2 x users rows are a burst of their own: the soak starts after it.
+        warmup_started = time.monotonic()
+        while sync_runs_unfinished() and time.monotonic() - warmup_started < warmup_s:
+            time.sleep(SETTLE_CHECK_EVERY_S)
+        warmup_took = time.monotonic() - warmup_started
 
         tracker = StalenessTracker()
         editor = UpstreamEditor(control, soak_users, tracker, ledger, rng)
@@ -206,6 +214,7 @@ def run(
         "cpus": os.cpu_count(),
         "settle_s": round(settle_took),
         "connect_s": round(connect_s),
+        "warmup_s": round(warmup_took),
         "start_requests": dict(ledger.requests),
         "start_requests_refused": dict(ledger.refused),
         "sync_now_statuses": dict(clicker.statuses),
@@ -234,6 +243,9 @@ def main() -> None:
     parser.add_argument("--edits-per-s", type=float, default=0.5, help="upstream edits, total")
     parser.add_argument("--click-every-s", type=float, default=10.0, help="between Sync now")
     parser.add_argument("--settle", type=float, default=240, help="settle at most, seconds")
+    parser.add_argument(
+        "--warmup", type=float, default=600, help="wait for the first syncs at most, seconds"
+    )
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()
     result = run(
@@ -243,6 +255,7 @@ def main() -> None:
         args.edits_per_s,
         args.click_every_s,
         args.settle,
+        args.warmup,
         args.seed,
     )
     print(

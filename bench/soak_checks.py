@@ -134,6 +134,13 @@ def run_counts(users: list[SoakUser], ledger: StartLedger) -> RunCounts:
     return RunCounts(lost, stuck, states)
 
 
+def sync_runs_unfinished() -> int:
+    """Sync runs not final yet: scheduled, pending or running."""
+    with get_client(sync_client=True) as client:
+        runs = [run for deployment in SYNC_PARAMETERS for run in _runs_of(client, deployment)]
+    return sum(not (run.state and run.state.is_final()) for run in runs)
+
+
 def diverged_rows(control: EmulatorControl, users: list[SoakUser]) -> list[str]:
     """Enabled calendars and workspaces whose stored items differ from the emulator's truth
     (IDs and etags for events, IDs and updatedAt for issues)."""

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 PREFECT_PAUSE_S = 5.0
 # An events.list this slow keeps the run that made it inside its sync, lease held, to be killed.
 KILL_DELAY_S = 20.0
-KILL_TRIES = 3
+KILL_TRIES = 5
 # Google answers 410 only to a sync token it expired: this many calendars lose theirs at once.
 EXPIRED_SYNC_TOKENS = 10
 
