@@ -195,7 +195,7 @@ def soak_section(data: dict[str, object]) -> list[str]:
         "",
         f"Settled: {data.get('settled')} after {data.get('settle_s')} s. Start requests "
         f"{data.get('start_requests')} (refused by the API: {data.get('start_requests_refused')}); "
-        f"sync runs by final state {data.get('sync_run_states')}; staleness p50 "
+        f"sync runs by state {data.get('sync_run_states')}; staleness p50 "
         f"{data.get('staleness_p50_s')} s, p95 {data.get('staleness_p95_s')} s, max Google "
         f"{data.get('max_staleness_google_s')} s, max Linear "
         f"{data.get('max_staleness_linear_s')} s over {data.get('changes')} upstream changes "
