@@ -1,5 +1,9 @@
 """`make bench`: run every benchmark, then write bench/REPORT.md with each figure beside its
-baseline (measured in the same run) and its target, and the machine it ran on."""
+baseline (measured in the same run) and its target, and the machine it ran on.
+
+The soak (15 to 25 minutes) is left out of `make bench`: `python -m bench.report soak` runs it
+and refreshes its section; other runs keep the last soak figures, with the commit they measured.
+"""
 
 from __future__ import annotations
 
@@ -96,7 +100,17 @@ BENCHMARKS: dict[str, list[Figure]] = {
         Figure("errors", None, "= 0", "errors"),
         Figure("duplicate_concurrent_runs", None, "= 0", "overlapping runs of one calendar"),
     ],
+    "soak": [
+        Figure("scheduled_runs", None, "> 0", "sweep runs created by Prefect's scheduler"),
+        Figure("lost_starts", None, "= 0", "rows whose requested start never completed"),
+        Figure("stuck_rows", None, "= 0", "rows with a non-final latest run or an owed start"),
+        Figure("diverged_rows", None, "= 0", "rows differing from the emulator's truth"),
+        Figure("expired_channels", None, "= 0", "enabled calendars with an expired channel"),
+        Figure("max_staleness_s", None, "≤ 2 x sweep interval", "upstream change → row, max s"),
+    ],
 }
+# Too long for every `make bench`: run by name (`python -m bench.report soak`).
+ON_REQUEST = {"soak"}
 
 
 def machine() -> str:
@@ -144,6 +158,9 @@ def render(results: dict[str, dict[str, object]]) -> str:
     ]
     for name, figures in BENCHMARKS.items():
         data = results.get(name, {})
+        if not data and name in ON_REQUEST:
+            lines.append(f"| {name} | (not run: `python -m bench.report {name}`) | | | | |")
+            continue
         if "_error" in data or not data:
             lines.append(f"| {name} | (failed to run) | | | | |")
             continue
@@ -159,8 +176,35 @@ def render(results: dict[str, dict[str, object]]) -> str:
             lines.append(
                 f"| {name} | {fig.label} | {value} | {shown_base} | {ratio} | {fig.target} |"
             )
+    lines += soak_section(results.get("soak", {}))
     lines += ["", "Raw results:", "", "```json", json.dumps(results, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def soak_section(data: dict[str, object]) -> list[str]:
+    """Which code the soak figures measured, and what it saw along the way."""
+    if not data or "_error" in data:
+        return []
+    lines = [
+        "",
+        "## Soak",
+        "",
+        f"`python -m bench.soak --json` (`bench/soak.py` defines each count) measured commit "
+        f"`{data.get('commit')}` with {data.get('users')} users for {data.get('duration_s')} s, "
+        f"sweeps every {data.get('sweep_interval_s')} s, faults {data.get('faults')}.",
+        "",
+        f"Settled: {data.get('settled')} after {data.get('settle_s')} s. Start requests "
+        f"{data.get('start_requests')} (refused by the API: {data.get('start_requests_refused')}); "
+        f"sync runs by state {data.get('sync_run_states')}; staleness p50 "
+        f"{data.get('staleness_p50_s')} s, p95 {data.get('staleness_p95_s')} s, max Google "
+        f"{data.get('max_staleness_google_s')} s, max Linear "
+        f"{data.get('max_staleness_linear_s')} s over {data.get('changes')} upstream changes "
+        f"({data.get('unreflected_changes')} never reflected); channels never opened: "
+        f"{data.get('calendars_without_channel')}.",
+    ]
+    if data.get("_note"):
+        lines += ["", str(data["_note"])]
+    return lines
 
 
 def previous_results() -> dict[str, dict[str, object]]:
@@ -179,8 +223,9 @@ def main() -> None:
     if sys.argv[1:] == ["--render"]:
         REPORT.write_text(render(previous_results()))
         return
-    only = sys.argv[1:] or list(BENCHMARKS)
-    results = previous_results() if sys.argv[1:] else {}
+    only = sys.argv[1:] or [name for name in BENCHMARKS if name not in ON_REQUEST]
+    previous = previous_results()
+    results = previous if sys.argv[1:] else {k: v for k, v in previous.items() if k in ON_REQUEST}
     for name in only:
         print(f"[bench] {name} ...", flush=True)
         results[name] = run_one(name)

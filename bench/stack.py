@@ -106,8 +106,12 @@ def running_stack(
     api_workers: int = 1,
     runner_module: str = "deployments.serve",
     deployments: tuple[str, ...] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """Emulator, Prefect server (Postgres), a runner and optionally the API, configured alike."""
+    """Emulator, Prefect server (Postgres), a runner and optionally the API, configured alike.
+
+    The API's port is chosen first, so `CALSYNC_PUBLIC_BASE_URL` in `extra_env` may name it as
+    `{api_url}` (push channels then post to this API's webhook)."""
     from deployments.names import ALL_DEPLOYMENTS
 
     with ExitStack() as exits:
@@ -118,6 +122,7 @@ def running_stack(
         app_db, _ = exits.enter_context(throwaway_database())
         prefect_db, prefect_kind = exits.enter_context(throwaway_database())
         prefect_port = free_port()
+        api_port = free_port()
         env = {
             **os.environ,
             "PREFECT_HOME": str(home / "prefect"),
@@ -145,7 +150,15 @@ def running_stack(
             "CALSYNC_LIMIT_STREAM_OPENS_BURST": "1000000",
             "CALSYNC_LIMIT_STREAM_OPENS_PER_MINUTE": "1000000",
             "CALSYNC_LIMIT_OPEN_STREAMS": "1000000",
+            # Connecting accounts through the API, as users do: the emulator's consent screen.
+            "GOOGLE_OAUTH_AUTHORIZE_URL": f"{emulator}/o/oauth2/v2/auth",
+            "GOOGLE_USERINFO_URL": f"{emulator}/oauth2/v3/userinfo",
+            "GOOGLE_REVOKE_URL": f"{emulator}/revoke",
+            "GOOGLE_OAUTH_REDIRECT_URI": "http://app.calsync.test/connect/google",
+            "CALSYNC_STATE_SECRET": "calsync-bench-state-secret",
         }
+        api_url = f"http://127.0.0.1:{api_port}"
+        env.update({k: v.replace("{api_url}", api_url) for k, v in (extra_env or {}).items()})
         if prefect_kind == "postgresql":
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_db.replace(
                 "postgresql+psycopg", "postgresql+asyncpg"
@@ -176,7 +189,6 @@ def running_stack(
         _spawn(stack, "runner", [py, "-m", runner_module], home)
         _wait_for_deployments(stack, deployments or ALL_DEPLOYMENTS)
         if api:
-            api_port = free_port()
             process = _spawn(
                 stack,
                 "api",
@@ -198,7 +210,7 @@ def running_stack(
                 ],
                 home,
             )
-            stack.api_url = f"http://127.0.0.1:{api_port}"
+            stack.api_url = api_url
             _wait(f"{stack.api_url}/healthz", process)
         yield stack
 
