@@ -2,7 +2,7 @@
 
 `python -m bench.soak --json` starts the emulator, a Prefect server on PostgreSQL with its
 scheduler, the runner (every deployment, the sweeps scheduled every
-`CALSYNC_FALLBACK_SYNC_INTERVAL_S` = 60 × `--sweep-minutes`), the crash automation and the API
+`CALSYNC_FALLBACK_SYNC_INTERVAL_S` = 60 * `--sweep-minutes`), the crash automation and the API
 (push on: the emulator posts change notifications to its webhook), on a throw-away PostgreSQL
 app database. `--users` users (default 50) each connect a Google account (primary calendar of
 20 events, a push channel) and a Linear workspace (10 issues) through the API. Once their first
