@@ -45,7 +45,7 @@ node:
 # One command after any route or schema change: openapi.json, then the frontend's TypeScript
 # types from it (openapi-typescript, pinned in frontend/package-lock.json). Commit both.
 openapi: install node
-	$(PY) -m api.openapi_export openapi.json
+	CALSYNC_ENV=local $(PY) -m api.openapi_export openapi.json
 	cd frontend && npm ci --silent --no-audit --no-fund && npm run --silent types
 
 dev: install

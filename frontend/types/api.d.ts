@@ -71,7 +71,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sync Calendar */
+        /**
+         * Sync Calendar
+         * @description Starts (or joins) the calendar's sync. The request is recorded first, so it is never
+         *     lost: when Prefect is slow the answer is still 202 with status pending and no run ID yet;
+         *     when Prefect is down it is 503, and the recorded sync starts once Prefect is back.
+         */
         post: operations["sync_calendar"];
         delete?: never;
         options?: never;
@@ -88,7 +93,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sync All Calendars */
+        /**
+         * Sync All Calendars
+         * @description Sync now for each enabled calendar; answers as `POST /calendars/{id}/sync` does.
+         */
         post: operations["sync_all_calendars"];
         delete?: never;
         options?: never;
@@ -318,7 +326,8 @@ export interface paths {
         put?: never;
         /**
          * Sync Linear
-         * @description Start a sync of each of the user's active Linear connections (joining runs in flight).
+         * @description Start a sync of each of the user's active Linear connections (joining runs in flight);
+         *     answers as `POST /calendars/{id}/sync` does when Prefect is slow or down.
          */
         post: operations["sync_linear"];
         delete?: never;
@@ -527,6 +536,7 @@ export interface components {
              *     - `reauth_required`: The provider revoked access: the user must reconnect.
              *     - `calendar_disabled`: The calendar is disabled: enable it to sync.
              *     - `oauth_state_invalid`: The connect request's `state` is invalid or expired.
+             *     - `oauth_state_used`: The connect request's `state` was already used: start again.
              *     - `oauth_code_rejected`: The provider did not accept the authorization code.
              *     - `google_no_refresh_token`: Google granted no offline access: connect again.
              *     - `linear_key_rejected`: Linear did not accept the API key.
@@ -538,7 +548,7 @@ export interface components {
          * ErrorCode
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "invalid_request" | "rate_limited" | "internal_error" | "provider_error" | "unavailable" | "prefect_unavailable" | "signing_keys_unavailable" | "provider_not_configured" | "calendar_not_found" | "connection_not_found" | "sync_run_not_found" | "reauth_required" | "calendar_disabled" | "oauth_state_invalid" | "oauth_code_rejected" | "google_no_refresh_token" | "linear_key_rejected" | "stream_ticket_invalid";
+        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "invalid_request" | "rate_limited" | "internal_error" | "provider_error" | "unavailable" | "prefect_unavailable" | "signing_keys_unavailable" | "provider_not_configured" | "calendar_not_found" | "connection_not_found" | "sync_run_not_found" | "reauth_required" | "calendar_disabled" | "oauth_state_invalid" | "oauth_state_used" | "oauth_code_rejected" | "google_no_refresh_token" | "linear_key_rejected" | "stream_ticket_invalid";
         /**
          * EventOut
          * @description An event as calendar views receive it: identified by its calendar and its Google ID.
@@ -697,9 +707,9 @@ export interface components {
             task_connection_id: string;
             /**
              * Flow Run Id
-             * Format: uuid
+             * @description Null when the orchestrator was slow to answer: the sync is accepted (status pending) and its run is created within seconds; the listing shows it then.
              */
-            flow_run_id: string;
+            flow_run_id: string | null;
             status: components["schemas"]["RunStatus"];
             /** Already Running */
             already_running: boolean;
@@ -750,14 +760,14 @@ export interface components {
         RunStatusOut: {
             /**
              * Flow Run Id
-             * Format: uuid
+             * @description Null while a requested sync waits for the orchestrator to create its run (status pending): it is started within seconds of the orchestrator answering again.
              */
-            flow_run_id: string;
+            flow_run_id: string | null;
             /** @description pending, running, completed, failed or canceled. */
             status: components["schemas"]["RunStatus"];
             /**
              * Error
-             * @description A user-safe message when failed or canceled.
+             * @description A user-safe message when failed or canceled, or why a pending run waits (a provider's rate limit: 'Google is rate-limiting requests; retrying at 14:05 UTC.').
              */
             error?: string | null;
             /** Started At */
@@ -799,9 +809,9 @@ export interface components {
             calendar_id: string;
             /**
              * Flow Run Id
-             * Format: uuid
+             * @description Null when the orchestrator was slow to answer: the sync is accepted (status pending) and its run is created within seconds; the listing shows it then.
              */
-            flow_run_id: string;
+            flow_run_id: string | null;
             status: components["schemas"]["RunStatus"];
             /**
              * Already Running
@@ -889,14 +899,14 @@ export interface components {
         LiveRunOut: {
             /**
              * Flow Run Id
-             * Format: uuid
+             * @description Null while a requested sync waits for the orchestrator to create its run (status pending): it is started within seconds of the orchestrator answering again.
              */
-            flow_run_id: string;
+            flow_run_id: string | null;
             /** @description pending, running, completed, failed or canceled. */
             status: components["schemas"]["RunStatus"];
             /**
              * Error
-             * @description A user-safe message when failed or canceled.
+             * @description A user-safe message when failed or canceled, or why a pending run waits (a provider's rate limit: 'Google is rate-limiting requests; retrying at 14:05 UTC.').
              * @default null
              */
             error: string | null;
@@ -1113,6 +1123,17 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description Too many of these requests from this user; wait `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The orchestrator is unreachable. */
             503: {
                 headers: {
@@ -1145,6 +1166,17 @@ export interface operations {
             /** @description The bearer token is missing, expired or invalid. */
             401: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many of these requests from this user; wait `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1223,9 +1255,9 @@ export interface operations {
     my_events: {
         parameters: {
             query: {
-                /** @description Range start (RFC 3339, with a zone). */
+                /** @description Range start (RFC 3339, with a zone), from 1900-01-01. */
                 start: string;
-                /** @description Range end, exclusive. */
+                /** @description Range end, exclusive, until 2200-01-01. */
                 end: string;
                 /** @description Page size. */
                 limit?: number;
@@ -1366,6 +1398,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body is larger than 64 KiB. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -1446,6 +1487,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body is larger than 64 KiB. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -1453,6 +1503,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Too many of these requests from this user; wait `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description The token's signing keys cannot be fetched now. */
@@ -1544,6 +1605,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body is larger than 64 KiB. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -1606,6 +1676,15 @@ export interface operations {
             };
             /** @description The bearer token is missing, expired or invalid. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than 64 KiB. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1776,6 +1855,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body is larger than 64 KiB. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -1861,6 +1949,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many of these requests from this user; wait `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The orchestrator is unreachable. */
             503: {
                 headers: {
@@ -1939,6 +2038,15 @@ export interface operations {
             };
             /** @description Not a live channel of ours. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The sync could not be recorded: send again. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2056,6 +2164,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Too many of these requests from this user; wait `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description The token's signing keys cannot be fetched now. */
