@@ -1,7 +1,8 @@
 """Durable "a sync is owed" markers on synced rows: set with the change that needs the sync,
 cleared when a run for it is recorded on the row (core/sync_state.record_run_started).
 
-Whoever decides that a row needs a sync (connect, enable, Sync now, a verified webhook, a sweep)
+Whoever decides that a row needs a sync (connect, enable, Sync now, a verified webhook, a sweep,
+a change of how far back calendars reach)
 calls `request_sync` in the same transaction as that change, then tries to start the run. If
 Prefect is slow or down at that moment, the API's retrier (api/owed_starts.py) finds the row
 with `owed_starts` and starts it later, so no start is ever lost. Requests are stamped with the
@@ -30,6 +31,7 @@ class RequestSource:
 
     CONNECT = "connect"
     ENABLE = "enable"
+    SETTINGS = "settings"
     # The same words as the runs' `source:` tags in the Prefect UI.
     SYNC_NOW = "api"
     WEBHOOK = "webhook"
@@ -56,6 +58,31 @@ def request_sync(
             .values(sync_requested_at=at, sync_request_source=source)
         )
     return at
+
+
+def request_full_resyncs(session: Session, user_id: str) -> int:
+    """The user's sync range changed: each enabled calendar of a usable connection forgets its
+    sync token (its next pass is a full one over the new range) and owes a sync. Returns how
+    many calendars were marked."""
+    calendar_ids = list(
+        session.scalars(
+            select(ExternalCalendar.id)
+            .join(CalendarConnection)
+            .where(
+                CalendarConnection.user_id == user_id,
+                CalendarConnection.status == ConnectionStatus.ACTIVE,
+                ExternalCalendar.enabled.is_(True),
+            )
+        )
+    )
+    if calendar_ids:
+        session.execute(
+            update(ExternalCalendar)
+            .where(ExternalCalendar.id.in_(calendar_ids))
+            .values(sync_token=None)
+        )
+        request_sync(session, ExternalCalendar, calendar_ids, RequestSource.SETTINGS)
+    return len(calendar_ids)
 
 
 def satisfied_by_run(

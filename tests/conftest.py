@@ -44,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "GOOGLE_CLIENT_ID": "calsync-test-client",
             "GOOGLE_CLIENT_SECRET": "calsync-test-secret",
             "CALSYNC_JWT_SECRET": JWT_SECRET,
+            # A frozen run's lease lapses within a minute (the crash test waits for it), not three.
+            "CALSYNC_SYNC_LEASE_TTL_S": "60",
             # The runner serves the scheduled sweeps too; tests start them when they mean to.
             "CALSYNC_SCHEDULES_ACTIVE": "false",
             # Rate limits longer than this reschedule the run: short, so tests see it in seconds.

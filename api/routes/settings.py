@@ -8,6 +8,7 @@ from api.deps import AUTH_ERRORS, UNREADABLE_BODY, CurrentUser, SessionDep
 from api.schemas import UserSettingsIn, UserSettingsOut
 from core.accounts import calendar_sync_from_months, set_calendar_sync_from_months
 from core.settings import get_settings
+from core.sync_requests import request_full_resyncs
 
 router = APIRouter(tags=["settings"], responses=AUTH_ERRORS)
 
@@ -24,7 +25,11 @@ def my_settings(user: CurrentUser, session: SessionDep) -> UserSettingsOut:
 def update_my_settings(
     body: UserSettingsIn, user: CurrentUser, session: SessionDep
 ) -> UserSettingsOut:
-    """Takes effect at each calendar's next full sync (the events already synced stay)."""
+    """A new range resyncs each enabled calendar in full (started within seconds, and recorded
+    with the change, so it happens even if the orchestrator is down right now)."""
+    before = calendar_sync_from_months(session, user.id) or get_settings().calendar_sync_from_months
     set_calendar_sync_from_months(session, user.id, body.calendar_sync_from_months)
+    if body.calendar_sync_from_months != before:
+        request_full_resyncs(session, user.id)
     session.commit()
     return UserSettingsOut(calendar_sync_from_months=body.calendar_sync_from_months)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.db import session_scope
+from core.models import ExternalCalendar
 from core.settings import get_settings
 from tests.accounts.flows import event_ids
 from tests.support.google import GoogleEmulator
@@ -61,3 +65,26 @@ def test_the_next_full_sync_reaches_back_as_far_as_the_user_chose(
 
     assert synced[far_back.user_id] == {old, recent}
     assert synced[patient.user_id] == {recent}
+
+    # Reaching further back resyncs the calendar in full, without anyone pressing Sync now.
+    (calendar,) = patient.http.get("/me/google-connection").json()[0]["calendars"]
+    assert patient.http.patch("/me/settings", json={"calendar_sync_from_months": 3}).is_success
+    with session_scope() as session:
+        row = session.get(ExternalCalendar, uuid.UUID(calendar["id"]))
+        assert row is not None and row.sync_token is None
+        assert row.sync_requested_at is not None and row.sync_request_source == "settings"
+    deadline = time.monotonic() + 90
+    while event_ids(calendar["id"]) != {old, recent} or _sync_token(calendar["id"]) is None:
+        assert time.monotonic() < deadline, "the wider range was never synced"
+        time.sleep(0.5)
+    # The same value again changes nothing: no resync is owed.
+    assert patient.http.patch("/me/settings", json={"calendar_sync_from_months": 3}).is_success
+    with session_scope() as session:
+        row = session.get(ExternalCalendar, uuid.UUID(calendar["id"]))
+        assert row is not None and row.sync_token is not None and row.sync_requested_at is None
+
+
+def _sync_token(calendar_id: str) -> str | None:
+    with session_scope() as session:
+        row = session.get(ExternalCalendar, uuid.UUID(calendar_id))
+        return row.sync_token if row else None

@@ -17,7 +17,7 @@ from prefect import get_client
 from core.db import session_scope
 from core.errors import CRASHED
 from core.models import ExternalCalendar
-from core.sync_lease import LEASE_TTL
+from core.sync_lease import lease_ttl
 from deployments.automations import NAME, crash_silent_runs, ensure_crash_automation
 from tests.support.auth import bearer
 from tests.support.google import seed_calendar
@@ -98,8 +98,10 @@ def test_a_frozen_run_is_marked_crashed_and_the_api_reports_it_failed(
     assert run.state.message == CRASHED
     status = client.get(f"/sync-runs/{run_id}").json()
     assert status["status"] == "failed" and status["error"] == CRASHED
-    # It waits for the frozen run's sync lease to lapse (LEASE_TTL), then syncs.
-    replacement = wait_for(replacement_of(row_id, run_id), timeout_s=LEASE_TTL.seconds + 120)
+    # It waits for the frozen run's sync lease to lapse (CALSYNC_SYNC_LEASE_TTL_S), then syncs.
+    replacement = wait_for(
+        replacement_of(row_id, run_id), timeout_s=lease_ttl().total_seconds() + 120
+    )
     assert replacement.state is not None and replacement.state.is_completed()
     calendar = client.get("/me/google-connection").json()[0]["calendars"][0]
     assert calendar["run"]["flow_run_id"] == str(replacement.id)
