@@ -21,7 +21,7 @@ from tests.support.auth import bearer
 
 pytestmark = pytest.mark.integration
 
-TOO_LARGE = {"detail": "The request body is larger than 64 KiB."}
+TOO_LARGE = {"detail": "The request body is larger than 64 KiB.", "code": "payload_too_large"}
 
 
 def test_a_30_mb_json_body_is_413_before_it_is_read(owner: Owner) -> None:
@@ -119,7 +119,10 @@ def test_an_unexpected_error_is_a_generic_500_that_logs_no_body_or_header(
     client = TestClient(app, raise_server_exceptions=True)
     response = client.post("/boom", content=b"private-body-text", headers=headers)
 
-    assert response.status_code == 500 and response.json() == {"detail": INTERNAL_ERROR}
+    assert response.status_code == 500 and response.json() == {
+        "detail": INTERNAL_ERROR,
+        "code": "internal_error",
+    }
     assert "builtins.RuntimeError on POST /boom" in caplog.text
     token = headers["Authorization"].removeprefix("Bearer ")
     # The traceback shows the raising line's source, never the values it formatted.
