@@ -374,12 +374,15 @@ def _linear_oauth_account(settings: Settings, code: str, state: OAuthState) -> L
     )
 
 
-def _store_linear(user_id: str, account: LinearAccount) -> TaskConnection:
-    def store() -> TaskConnection:
+def _store_linear(user_id: str, account: LinearAccount) -> tuple[TaskConnection, datetime]:
+    """The connection, and the time of the sync request recorded with it (the ORM object is
+    not refreshed by the UPDATE that records it)."""
+
+    def store() -> tuple[TaskConnection, datetime]:
         with session_scope() as session:
             connection = upsert_linear_connection(session, user_id=user_id, account=account)
-            request_sync(session, TaskConnection, [connection.id], RequestSource.CONNECT)
-            return connection
+            at = request_sync(session, TaskConnection, [connection.id], RequestSource.CONNECT)
+            return connection, at
 
     return _retrying_conflict(store)
 
@@ -388,9 +391,9 @@ async def _connected_linear(
     orchestrator: Orchestrator, user_id: str, account: LinearAccount
 ) -> LinearConnectionOut:
     """Store the workspace and start its first sync."""
-    connection = await run_in_threadpool(_store_linear, user_id, account)
+    connection, requested_at = await run_in_threadpool(_store_linear, user_id, account)
     logger.info("user %s connected a Linear workspace (%s)", user_id, connection.id)
-    request = _owed(linear_start_request(connection), connection.sync_requested_at)
+    request = _owed(linear_start_request(connection), requested_at)
     run = (await _start_syncs(orchestrator, [request], source="connect")).get(connection.id)
     out = LinearConnectionOut.model_validate(connection)
     if run is not None:

@@ -19,6 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.db import utcnow
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar, TaskConnection
@@ -56,7 +57,15 @@ def request_sync(
             update(model)
             .where(model.id.in_(ids))
             .values(sync_requested_at=at, sync_request_source=source)
+            .execution_options(synchronize_session=False)
         )
+        # Said outright rather than left to the UPDATE's session synchronisation, which missed
+        # a row inserted in the same transaction: callers start the run from these objects.
+        wanted = set(ids)
+        for loaded in list(session.identity_map.values()):
+            if isinstance(loaded, model) and loaded.id in wanted:
+                set_committed_value(loaded, "sync_requested_at", at)
+                set_committed_value(loaded, "sync_request_source", source)
     return at
 
 

@@ -293,7 +293,8 @@ export interface paths {
         head?: never;
         /**
          * Update My Settings
-         * @description Takes effect at each calendar's next full sync (the events already synced stay).
+         * @description A new range resyncs each enabled calendar in full (started within seconds, and recorded
+         *     with the change, so it happens even if the orchestrator is down right now).
          */
         patch: operations["update_my_settings"];
         trace?: never;

@@ -50,6 +50,13 @@ def test_an_api_key_is_checked_with_linear_then_stored_encrypted_and_synced(
     assert body["auth_kind"] == "api_key" and body["status"] == "active"
     raw = stored_access_token(client.user_id)
     assert raw.startswith("gAAAA") and crypto.decrypt(raw) == viewer["api_key"]
+    # The first sync was handed to Prefect: nothing is still owed (no second run to come).
+    with session_scope() as session:
+        row = session.scalars(
+            select(TaskConnection).where(TaskConnection.user_id == client.user_id)
+        ).one()
+        assert str(row.latest_sync_flow_run_id) == body["run"]["flow_run_id"]
+        assert row.sync_requested_at is None, row.sync_request_source
     assert client.wait_for_run(body["run"]["flow_run_id"])["status"] == "completed"
     tasks = client.http.get("/me/tasks").json()["items"]
     assert {t["external_id"] for t in tasks} == set(linear.truth(viewer["id"]))

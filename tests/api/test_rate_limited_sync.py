@@ -30,6 +30,8 @@ from tests.sync.test_calendar_engine import assert_matches_truth
 
 pytestmark = pytest.mark.integration
 
+SCHEDULING_SLACK = timedelta(seconds=1)
+
 
 def test_long_retry_after_reschedules_the_run_and_it_completes_then(
     api_url: str, google: GoogleEmulator
@@ -80,7 +82,9 @@ def test_long_retry_after_reschedules_the_run_and_it_completes_then(
         {"status": data["status"], "error": data["error"]} for data in events
     ]
     assert events[-1]["status"] == "completed" and events[-1]["error"] is None
-    assert log_time(uuid.UUID(run_id), "calendar sync done") >= scheduled
+    # Prefect's runner may take a scheduled run up a moment before its time (its own clock
+    # read, the state's timestamp): the run waited out the limit, not a task retry's seconds.
+    assert log_time(uuid.UUID(run_id), "calendar sync done") >= scheduled - SCHEDULING_SLACK
     assert read_run(uuid.UUID(run_id)).run_count == 2
     assert_matches_truth(google, cal["id"], row_id)
     with session_scope() as session:

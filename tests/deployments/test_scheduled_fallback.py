@@ -210,7 +210,8 @@ def test_the_scheduler_runs_the_sweeps_and_the_renewal_with_nobody_triggering_th
     # The scheduler made them: auto-scheduled, on both sweep deployments.
     assert runs and all(run["auto_scheduled"] for run in runs), logs
     assert added_event in event_ids(calendar), logs
-    sync_run = httpx.get(f"{api_url}/flow_runs/{calendar.row().latest_sync_flow_run_id}").json()
+    # The events are written before the run reports its end: give it a moment to finish.
+    sync_run = final_run(api_url, calendar.row().latest_sync_flow_run_id)
     assert sync_run["state"]["type"] == "COMPLETED" and calendar.tag in sync_run["tags"]
     assert added_issue in stored_items(session_factory(), connection), logs
     renewed = successor(google, first_channel)
@@ -219,3 +220,14 @@ def test_the_scheduler_runs_the_sweeps_and_the_renewal_with_nobody_triggering_th
     late_ms = opened_ms - first_channel["expiration_ms"]
     assert late_ms < 0, f"replaced {late_ms} ms after it had expired"
     assert next(c for c in google.channels() if c["id"] == first_channel["id"])["stopped"]
+
+
+def final_run(api_url: str, run_id: object, timeout_s: float = 60) -> dict:  # type: ignore[type-arg]
+    """The flow run as Prefect reports it once final (or as it is when time runs out)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = httpx.get(f"{api_url}/flow_runs/{run_id}").json()
+        final = run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+        if final or time.monotonic() > deadline:
+            return dict(run)
+        time.sleep(0.5)

@@ -27,6 +27,8 @@ from tests.support.rate_limits import (
 
 pytestmark = pytest.mark.integration
 
+SCHEDULING_SLACK = timedelta(seconds=1)
+
 
 def test_rate_limit_past_the_budget_reschedules_the_run_and_it_completes_then(
     api_url, runner, linear: LinearEmulator, viewer, sessions
@@ -65,7 +67,9 @@ def test_rate_limit_past_the_budget_reschedules_the_run_and_it_completes_then(
 
     assert final["status"] == "completed" and final["error"] is None, final
     assert "failed" not in final["seen"]
-    assert log_time(uuid.UUID(run_id), "linear sync done") >= scheduled
+    # Prefect's runner may take a scheduled run up a moment before its time (its own clock
+    # read, the state's timestamp): the run waited out the limit, not a task retry's seconds.
+    assert log_time(uuid.UUID(run_id), "linear sync done") >= scheduled - SCHEDULING_SLACK
     assert read_run(uuid.UUID(run_id)).run_count == 2
     assert_matches_truth(linear, sessions, viewer["id"], connection_id)
     connection = load_connection(sessions, connection_id)
