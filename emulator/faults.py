@@ -85,9 +85,12 @@ class Faults:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._cleared.wait(), seconds)
 
-    def on_request(self, endpoint: str) -> FaultRule | None:
-        """Count the call and pick the first rule due to fire; every pending rule sees it."""
+    def on_request(self, endpoint: str, calendar_id: str | None = None) -> FaultRule | None:
+        """Count the call (also as `endpoint:calendar` when it names a calendar) and pick the
+        first rule due to fire; every pending rule sees it."""
         self.calls[endpoint] += 1
+        if calendar_id is not None:
+            self.calls[f"{endpoint}:{calendar_id}"] += 1
         chosen: FaultRule | None = None
         for rule in self.rules:
             if rule.exhausted or rule.endpoint not in (endpoint, "*"):
@@ -136,7 +139,7 @@ def emulated(
         @functools.wraps(handler)
         async def wrapper(request: Request) -> Response:
             state: EmulatorState = request.app.state.emulator
-            rule = state.faults.on_request(endpoint)
+            rule = state.faults.on_request(endpoint, request.path_params.get("calendarId"))
             if rule is not None and rule.delay_response:
                 response = await handler(request)
                 await state.faults.delay(rule.delay_s)
