@@ -374,15 +374,12 @@ def _linear_oauth_account(settings: Settings, code: str, state: OAuthState) -> L
     )
 
 
-def _store_linear(user_id: str, account: LinearAccount) -> tuple[TaskConnection, datetime]:
-    """The connection, and the time of the sync request recorded with it (the ORM object is
-    not refreshed by the UPDATE that records it)."""
-
-    def store() -> tuple[TaskConnection, datetime]:
+def _store_linear(user_id: str, account: LinearAccount) -> TaskConnection:
+    def store() -> TaskConnection:
         with session_scope() as session:
             connection = upsert_linear_connection(session, user_id=user_id, account=account)
-            at = request_sync(session, TaskConnection, [connection.id], RequestSource.CONNECT)
-            return connection, at
+            request_sync(session, TaskConnection, [connection.id], RequestSource.CONNECT)
+            return connection
 
     return _retrying_conflict(store)
 
@@ -391,9 +388,9 @@ async def _connected_linear(
     orchestrator: Orchestrator, user_id: str, account: LinearAccount
 ) -> LinearConnectionOut:
     """Store the workspace and start its first sync."""
-    connection, requested_at = await run_in_threadpool(_store_linear, user_id, account)
+    connection = await run_in_threadpool(_store_linear, user_id, account)
     logger.info("user %s connected a Linear workspace (%s)", user_id, connection.id)
-    request = _owed(linear_start_request(connection), requested_at)
+    request = _owed(linear_start_request(connection), connection.sync_requested_at)
     run = (await _start_syncs(orchestrator, [request], source="connect")).get(connection.id)
     out = LinearConnectionOut.model_validate(connection)
     if run is not None:

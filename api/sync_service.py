@@ -102,10 +102,10 @@ def _joined(request: StartRequest, run_id: uuid.UUID) -> None:
         satisfied_by_run(session, request.model, request.row_id, run_id, request.requested_at)
 
 
-def record_request(request: StartRequest, source: str) -> StartRequest:
+def record_request(request: StartRequest) -> StartRequest:
     """Record that the row needs a sync (its own transaction); the start request that clears it."""
     with session_scope() as session:
-        at = request_sync(session, request.model, [request.row_id], source)
+        at = request_sync(session, request.model, [request.row_id], request.source)
     return replace(request, requested_at=at)
 
 
@@ -118,7 +118,7 @@ async def request_and_start(
     to start within seconds of Prefect answering again. When Prefect is down the request stays
     owed too, but `OrchestratorUnavailable` propagates (a 503 that tells the user to retry).
     """
-    owed = await run_in_threadpool(record_request, replace(request, source=source), source)
+    owed = await run_in_threadpool(record_request, replace(request, source=source))
     try:
         return await start_sync(orchestrator, owed)
     except OrchestratorSlow:
