@@ -131,7 +131,8 @@ class Settings(BaseSettings):
     channel_renewal_interval_s: int = Field(
         default=12 * 3600, ge=1, validation_alias=AliasChoices("CALSYNC_CHANNEL_RENEWAL_INTERVAL_S")
     )
-    # How often the sweeps run, and how long since its last sync makes a row worth probing.
+    # How often the sweeps run; half of it since its last sync makes a row worth probing
+    # (`probe_after_s`).
     fallback_sync_interval_s: int = Field(
         default=30 * 60, ge=1, validation_alias=AliasChoices("CALSYNC_FALLBACK_SYNC_INTERVAL_S")
     )
@@ -278,6 +279,14 @@ class Settings(BaseSettings):
                 if not value:
                     raise ValueError(f"{name}: required when CALSYNC_JWT_JWKS_URL is set")
         return self
+
+    @property
+    def probe_after_s(self) -> float:
+        """How long since its last sync before a sweep probes a row. Half the sweep interval: a
+        change made just after a sync then waits at most 1.5 intervals (and the probe and sync)
+        for a sweep that sees it; with the full interval a row synced just after one sweep's
+        cut-off would wait for the sweep after next, nearly 2 intervals."""
+        return self.fallback_sync_interval_s / 2
 
     @property
     def push_enabled(self) -> bool:

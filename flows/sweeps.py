@@ -161,8 +161,7 @@ def _request(model: SyncedModel, row_ids: list[uuid.UUID]) -> datetime:
 
 def _sweep(swept: _Swept) -> dict[str, int]:
     tag_source()
-    interval = timedelta(seconds=get_settings().fallback_sync_interval_s)
-    candidates = _read(swept.stale, utcnow() - interval)
+    candidates = _read(swept.stale, utcnow() - timedelta(seconds=get_settings().probe_after_s))
     with get_client(sync_client=True) as client:
         in_flight = active_runs(client, [c.latest_run_id for c in candidates if c.latest_run_id])
     probed = [c for c in candidates if c.latest_run_id not in in_flight]

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from core.db import session_scope, utcnow
 from core.models import CalendarConnection, ConnectionStatus, Event
+from core.settings import get_settings
 from core.sync.calendar import CalendarSyncEngine
 from core.sync.probe import ProbeResult
 from core.sync_lease import release, try_acquire
@@ -135,3 +136,24 @@ def test_a_probe_never_overwrites_a_sync_in_progress(google) -> None:
     with session_scope() as session:
         release(session, calendar.row_id, holder)
     assert calendar.row().last_synced_at == before.last_synced_at
+
+
+def test_a_sweep_probes_rows_not_synced_for_half_its_interval(google) -> None:
+    """A row synced just after one sweep's cut-off is probed by the next sweep, not the one
+    after: the wait for a change the push missed stays within about 1.5 intervals."""
+    interval = timedelta(seconds=get_settings().fallback_sync_interval_s)
+    recent = synced(google, stale=False)
+    recent.update(last_synced_at=utcnow() - interval * 0.4)
+    past_half = synced(google, stale=False)
+    past_half.update(last_synced_at=utcnow() - interval * 0.6)
+    google.create_event(
+        past_half.calendar["id"],
+        {"summary": "Missed", "start": {"date": "2030-03-01"}, "end": {"date": "2030-03-02"}},
+    )
+
+    result = sweep_calendars()
+
+    assert (result["stale"], result["changed"], result["runs"]) == (1, 1, 1)
+    assert recent.row().latest_sync_flow_run_id is None
+    run_id = past_half.row().latest_sync_flow_run_id
+    assert run_id is not None and wait_for(run_id).state.is_completed()  # type: ignore[union-attr]
