@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import get_client
 from prefect.client.orchestration import SyncPrefectClient
@@ -20,6 +21,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import PrefectHTTPStatusError
 from sqlalchemy import select
 
 from bench.emulator_client import EmulatorControl
@@ -30,17 +32,34 @@ from deployments.names import CALENDAR_SWEEP, CALENDAR_SYNC, LINEAR_SWEEP, LINEA
 
 PAGE = 200
 SYNC_PARAMETERS = {CALENDAR_SYNC: "external_calendar_id", LINEAR_SYNC: "task_connection_id"}
+T = TypeVar("T")
+
+
+def _read(read: Callable[[], T], attempts: int = 5) -> T:
+    """One read of the counts, tried again when a loaded Prefect server answers 5xx: the soak
+    has run for a quarter of an hour by then, and its verdict must not hang on one reply."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except PrefectHTTPStatusError as error:
+            if error.response.status_code < 500 or attempt == attempts - 1:
+                raise
+            time.sleep(2.0 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _runs_of(client: SyncPrefectClient, deployment: str) -> list[FlowRun]:
-    deployment_id = client.read_deployment_by_name(deployment).id
+    deployment_id = _read(lambda: client.read_deployment_by_name(deployment)).id
     runs: list[FlowRun] = []
     while True:
-        page = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-            sort=FlowRunSort.ID_DESC,
-            limit=PAGE,
-            offset=len(runs),
+        offset = len(runs)
+        page = _read(
+            lambda offset=offset: client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+                sort=FlowRunSort.ID_DESC,
+                limit=PAGE,
+                offset=offset,
+            )
         )
         runs += page
         if len(page) < PAGE:
@@ -96,8 +115,10 @@ def _read_runs(client: SyncPrefectClient, run_ids: list[uuid.UUID]) -> dict[uuid
     found: dict[uuid.UUID, FlowRun] = {}
     for start in range(0, len(run_ids), PAGE):
         batch = run_ids[start : start + PAGE]
-        for run in client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=batch)), limit=len(batch)
+        for run in _read(
+            lambda batch=batch: client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=batch)), limit=len(batch)
+            )
         ):
             found[run.id] = run
     return found
