@@ -1,7 +1,8 @@
 """`make dev`: the whole system on this machine, on embedded defaults, stopped with Ctrl-C.
 
-Starts the emulator with demo data, a local Prefect server, the runner, connects the demo
-Google account and Linear workspace, triggers the first syncs and prints where to look.
+Starts the emulator with demo data, a local Prefect server, the runner and the API (through
+`deployments/supervisor.py`), connects the demo Google account and Linear workspace, triggers
+the first syncs and prints where to look.
 Re-runnable without cleanup. CALSYNC_DATA_DIR moves `.calsync/` (databases, keys, logs).
 """
 
