@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 from starlette.responses import Response
 
-from emulator.errors import EmulatorError, OAuthError
+from emulator.errors import EmulatorError
 from emulator.faults import FaultRule
 from emulator.linear_state import RATE_LIMIT_REQUESTS, wall_ms
 
@@ -92,10 +92,3 @@ def graphql_fault(rule: FaultRule) -> EmulatorError:
         )
     code = rule.reason or "INVALID_INPUT"
     return GraphQLError(f"Injected {code}", code, "invalid input", status=status)
-
-
-def oauth_fault(rule: FaultRule) -> EmulatorError:
-    status = rule.status or 400
-    return OAuthError(
-        status, rule.reason or ("server_error" if status >= 500 else "invalid_request")
-    )

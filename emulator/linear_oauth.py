@@ -15,8 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from emulator.errors import OAuthError
-from emulator.faults import emulated
-from emulator.linear_errors import oauth_fault
+from emulator.faults import FaultRule, emulated
 from emulator.linear_state import Grant, LinearState, User
 from emulator.pkce import METHODS
 from emulator.state import get_linear
@@ -24,6 +23,14 @@ from emulator.state import get_linear
 AUTHORIZE_ENDPOINT = "linear.oauth.authorize"
 TOKEN_ENDPOINT = "linear.oauth.token"
 REVOKE_ENDPOINT = "linear.oauth.revoke"
+
+
+def oauth_fault(rule: FaultRule) -> OAuthError:
+    """An injected failure as Linear's OAuth endpoints answer it."""
+    status = rule.status or 400
+    return OAuthError(
+        status, rule.reason or ("server_error" if status >= 500 else "invalid_request")
+    )
 
 
 def _consenting_user(linear: LinearState, login_hint: str | None) -> User | None:
