@@ -1,7 +1,8 @@
 """`make dev`: the whole system on this machine, on embedded defaults, stopped with Ctrl-C.
 
-Starts the emulator with demo data, a local Prefect server, the runner, connects the demo
-Google account and Linear workspace, triggers the first syncs and prints where to look.
+Starts the emulator with demo data, a local Prefect server, the runner and the API (through
+`deployments/supervisor.py`), connects the demo Google account and Linear workspace, triggers
+the first syncs and prints where to look.
 Re-runnable without cleanup. CALSYNC_DATA_DIR moves `.calsync/` (databases, keys, logs).
 """
 
@@ -9,16 +10,19 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from deployments.supervisor import (
+    ROOT,
+    ComponentFailed,
+    Supervisor,
+    emulator_env,
+    port_in_use,
+    prefect_env,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("CALSYNC_DATA_DIR") or ROOT / ".calsync").resolve()
 LOGS = DATA / "logs"
 DEMO_USER = "demo-user"
@@ -33,75 +37,21 @@ class Ports:
     api: int = int(os.environ.get("CALSYNC_API_PORT", "8000"))
 
 
-@dataclass
-class Stack:
-    ports: Ports
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        LOGS.mkdir(parents=True, exist_ok=True)
-        log = (LOGS / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.processes.append((name, process))
-        return process
-
-    def stop(self) -> None:
-        for name, process in reversed(self.processes):
-            if process.poll() is None:
-                say(f"stopping {name}")
-                os.killpg(process.pid, signal.SIGTERM)
-        for _, process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-
-
 def say(message: str) -> None:
     print(f"[calsync] {message}", flush=True)
 
 
 def ensure_free(port: int, what: str) -> None:
-    with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            raise SystemExit(
-                f"[calsync] port {port} ({what}) is already in use: stop whatever listens there "
-                f"or set CALSYNC_{what.upper()}_PORT to another port."
-            )
-
-
-def wait_http(name: str, url: str, process: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
-    say(f"waiting for {name} at {url} ...")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"[calsync] {name} exited; see {LOGS / (name + '.log')}")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                say(f"{name} is up")
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"[calsync] {name} did not come up in {timeout_s:.0f}s; see {LOGS}")
+    if port_in_use(port):
+        raise SystemExit(
+            f"[calsync] port {port} ({what}) is already in use: stop whatever listens there "
+            f"or set CALSYNC_{what.upper()}_PORT to another port."
+        )
 
 
 def configure_env(ports: Ports) -> None:
-    emulator = f"http://127.0.0.1:{ports.emulator}"
     defaults = {
-        "PREFECT_HOME": str(DATA / "prefect"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{ports.prefect}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_CLIENT_MAX_RETRIES": "2",
+        **prefect_env(DATA / "prefect", ports.prefect),
         # Prefect's shortest; the crash automation (deployments/automations.py) expects it.
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         # The engines' own log lines (rate-limit waits, retries) go to the run's logs too.
@@ -110,9 +60,7 @@ def configure_env(ports: Ports) -> None:
         "CALSYNC_ENV": "local",
         "CALSYNC_DATA_DIR": str(DATA),
         "CALSYNC_DATABASE_URL": f"sqlite:///{DATA / 'calsync.db'}",
-        "GOOGLE_API_BASE_URL": emulator,
-        "GOOGLE_OAUTH_TOKEN_URL": f"{emulator}/token",
-        "LINEAR_API_URL": f"{emulator}/linear/graphql",
+        **emulator_env(f"http://127.0.0.1:{ports.emulator}"),
         "GOOGLE_CLIENT_ID": "calsync-local",
         "GOOGLE_CLIENT_SECRET": "calsync-local-secret",
         "CALSYNC_JWT_SECRET": "calsync-local-dev-secret-change-me",
@@ -194,28 +142,6 @@ def connect_demo_linear() -> tuple[str, str]:
         return str(connection.id), connection.organization_name
 
 
-def wait_for_deployments(runner: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
-    from prefect import get_client
-
-    from deployments.names import ALL_DEPLOYMENTS
-
-    say("waiting for the runner to register the deployments ...")
-    deadline = time.monotonic() + timeout_s
-    with get_client(sync_client=True) as client:
-        for name in ALL_DEPLOYMENTS:
-            while True:
-                if runner.poll() is not None:
-                    raise SystemExit(f"[calsync] the runner exited; see {LOGS / 'runner.log'}")
-                try:
-                    client.read_deployment_by_name(name)
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise SystemExit(f"[calsync] deployment {name} never appeared") from None
-                    time.sleep(0.5)
-    say("the runner serves every deployment")
-
-
 def synced_rows(kind: str, row_id: str) -> str:
     """What a first sync left in the database, for the progress line."""
     import uuid
@@ -275,60 +201,35 @@ def main() -> None:
     ensure_free(ports.emulator, "emulator")
     ensure_free(ports.prefect, "prefect")
     ensure_free(ports.api, "api")
-    stack = Stack(ports)
+    stack = Supervisor(LOGS, announce=say)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     # Python ignores Ctrl-C when started with SIGINT ignored (a background job); not here.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        py = sys.executable
         say("starting the Google/Linear emulator with demo data")
-        emulator = stack.start(
-            "emulator", [py, "-m", "emulator", "--port", str(ports.emulator), "--demo"]
-        )
+        emulator = stack.start_emulator(ports.emulator, demo=True)
         say(f"starting the Prefect server ({describe_prefect_database()})")
-        prefect = stack.start(
-            "prefect-server",
-            [
-                py,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports.prefect),
-            ],
-        )
+        prefect = stack.start_prefect_server(ports.prefect)
         say(f"migrating the app database ({describe_app_database()})")
         from core.migrate import upgrade
 
         upgrade()
-        wait_http("emulator", f"http://127.0.0.1:{ports.emulator}/_control/healthz", emulator)
-        wait_http("prefect-server", f"{os.environ['PREFECT_API_URL']}/health", prefect)
+        stack.wait_http(emulator)
+        stack.wait_http(prefect)
         from deployments.automations import NAME, ensure_crash_automation
 
         ensure_crash_automation()
         say(f"automation {NAME!r} is in place")
         say("starting the runner (serves every deployment)")
-        runner = stack.start("runner", [py, "-m", "deployments.serve"])
+        runner = stack.start_runner()
         say("starting the API")
-        api = stack.start(
-            "api",
-            [
-                py,
-                "-m",
-                "uvicorn",
-                "api.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports.api),
-            ],
-        )
-        wait_for_deployments(runner)
-        wait_http("api", f"http://127.0.0.1:{ports.api}/healthz", api)
+        api = stack.start_api(ports.api)
+        from deployments.names import ALL_DEPLOYMENTS
+
+        say("waiting for the runner to register the deployments ...")
+        stack.wait_serving(runner, os.environ["PREFECT_API_URL"], ALL_DEPLOYMENTS)
+        say("the runner serves every deployment")
+        stack.wait_http(api)
         calendars = connect_demo_account()
         say(f"connected {DEMO_EMAIL} with {len(calendars)} calendars")
         workspace = connect_demo_linear()
@@ -340,13 +241,15 @@ def main() -> None:
         say(f"Demo token:  {demo_token()}")
         say(f"Logs:        {LOGS}")
         say("everything is up; Ctrl-C stops it all")
-        while all(process.poll() is None for _, process in stack.processes):
+        while stack.running():
             time.sleep(1)
         say("a component exited; see the logs")
+    except ComponentFailed as exc:
+        raise SystemExit(f"[calsync] {exc}") from None
     except KeyboardInterrupt:
         pass
     finally:
-        stack.stop()
+        stack.stop_all()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from emulator import (
     google_calendar,
     google_control,
     google_oauth,
-    linear_api,
+    linear_control,
+    linear_graphql,
     linear_oauth,
 )
 from emulator.demo import seed_demo
@@ -25,8 +26,9 @@ PARTS: tuple[Callable[[], list[BaseRoute]], ...] = (
     google_oauth.routes,
     control.routes,
     google_control.routes,
-    linear_api.routes,
+    linear_graphql.routes,
     linear_oauth.routes,
+    linear_control.routes,
 )
 
 

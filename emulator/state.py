@@ -105,3 +105,7 @@ class EmulatorState:
 
 def get_state(request: Request) -> EmulatorState:
     return request.app.state.emulator
+
+
+def get_linear(request: Request) -> LinearState:
+    return get_state(request).linear

@@ -16,26 +16,23 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from deployments.supervisor import Supervisor, emulator_env, free_port, prefect_env
 from tests.support.auth import JWT_SECRET
 from tests.support.databases import create_postgres_database, drop_postgres_database
-from tests.support.processes import free_port, python, start, stop, wait_for_http
 from tests.support.server_logs import assert_no_service_errors
 
 TMP = Path(tempfile.mkdtemp(prefix="calsync-tests-"))
 PREFECT_PORT = free_port()
+# The session's processes; each started with the environment of that moment (os.environ).
+PROCESSES = Supervisor(TMP / "logs")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(
         {
-            "PREFECT_HOME": str(TMP / "prefect"),
-            "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **prefect_env(TMP / "prefect", PREFECT_PORT),
             "PREFECT_SERVER_UI_ENABLED": "false",
-            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
-            "PREFECT_CLIENT_MAX_RETRIES": "2",
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
             # Prefect's shortest heartbeat: the crash automation's test waits as little as it can.
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
@@ -62,9 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     prefect_db = create_postgres_database("calsync_prefect")
     if prefect_db is not None:
         # SQLite behind the Prefect server answers "database is locked" under concurrent writes.
-        os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_db.replace(
-            "postgresql+psycopg", "postgresql+asyncpg"
-        )
+        os.environ.update(prefect_env(TMP / "prefect", PREFECT_PORT, prefect_db))
         config._calsync_prefect_db = prefect_db  # type: ignore[attr-defined]
 
 
@@ -90,16 +85,9 @@ def reset_caches() -> None:
 def emulator_url() -> Iterator[str]:
     from emulator.server import run_in_thread
 
+    # In this process, not under the supervisor: a thread costs less than a process per session.
     with run_in_thread(host="127.0.0.1", port=0) as base_url:
-        os.environ["GOOGLE_API_BASE_URL"] = base_url
-        os.environ["GOOGLE_OAUTH_TOKEN_URL"] = f"{base_url}/token"
-        os.environ["LINEAR_API_URL"] = f"{base_url}/linear/graphql"
-        os.environ["GOOGLE_OAUTH_AUTHORIZE_URL"] = f"{base_url}/o/oauth2/v2/auth"
-        os.environ["GOOGLE_USERINFO_URL"] = f"{base_url}/oauth2/v3/userinfo"
-        os.environ["GOOGLE_REVOKE_URL"] = f"{base_url}/revoke"
-        os.environ["LINEAR_OAUTH_TOKEN_URL"] = f"{base_url}/linear/oauth/token"
-        os.environ["LINEAR_OAUTH_AUTHORIZE_URL"] = f"{base_url}/linear/oauth/authorize"
-        os.environ["LINEAR_OAUTH_REVOKE_URL"] = f"{base_url}/linear/oauth/revoke"
+        os.environ.update(emulator_env(base_url))
         reset_caches()
         yield base_url
 
@@ -137,64 +125,27 @@ def database(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
-    api_url = os.environ["PREFECT_API_URL"]
-    process = start(
-        [
-            python(),
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(PREFECT_PORT),
-            "--no-ui",
-            "--analytics-off",
-        ],
-        dict(os.environ),
-        TMP / "prefect-server.log",
-    )
+    server = PROCESSES.start_prefect_server(PREFECT_PORT)
     try:
-        wait_for_http(f"{api_url}/health", 60, process)
-        yield api_url
+        PROCESSES.wait_http(server)
+        yield os.environ["PREFECT_API_URL"]
     finally:
-        stop(process)
-    assert_no_service_errors(TMP / "prefect-server.log")
+        PROCESSES.stop(server.name)
+    assert_no_service_errors(server.log)
 
 
 @pytest.fixture(scope="session")
 def runner(prefect_server: str, database: str, emulator_url: str) -> Iterator[None]:
     """`python -m deployments.serve` against this session's server, database and emulator."""
-    from prefect import get_client
+    from deployments.names import ALL_DEPLOYMENTS
 
-    log = TMP / f"runner-{database.rsplit('/', 1)[-1].replace('.', '_')}.log"
-    process = start([python(), "-m", "deployments.serve"], dict(os.environ), log)
+    name = f"runner-{database.rsplit('/', 1)[-1].replace('.', '_')}"
+    runner = PROCESSES.start_runner(name=name)
     try:
-        _wait_for_deployment(get_client, process, log)
+        PROCESSES.wait_serving(runner, prefect_server, ALL_DEPLOYMENTS)
         yield
     finally:
-        stop(process)
-
-
-def _wait_for_deployment(get_client, process, log: Path) -> None:  # type: ignore[no-untyped-def]
-    import time
-
-    from deployments.names import CALENDAR_SYNC
-
-    deadline = time.monotonic() + 60
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"runner exited early:\n{log.read_text()[-3000:]}")
-            try:
-                deployment = client.read_deployment_by_name(CALENDAR_SYNC)
-                if deployment.updated and "Your deployments are being served" in log.read_text():
-                    return
-            except Exception:
-                pass
-            time.sleep(0.3)
-    raise TimeoutError(f"runner did not serve in time:\n{log.read_text()[-3000:]}")
+        PROCESSES.stop(name)
 
 
 @pytest.fixture

@@ -19,10 +19,11 @@ from core.settings import Settings, get_settings
 from deployments import names
 from deployments.prefect_yaml import PATH, render
 from deployments.spec import deployment_specs
+from deployments.supervisor import Supervisor
 from deployments.version import calsync_version
 from tests.support.google import seed_calendar
 from tests.support.prefect_server import deploy_all, isolated_env, own_prefect_server, prefect_cli
-from tests.support.processes import ROOT, python, start, stop
+from tests.support.processes import ROOT, stop
 
 SCHEDULE_SETTINGS = ("fallback_sync_interval_s", "channel_renewal_interval_s")
 SCHEDULE_FIELDS = ("interval", "anchor_date", "timezone")
@@ -143,11 +144,7 @@ def test_a_process_worker_runs_a_calendar_sync_from_the_deployed_yaml(
     worker_env = isolated_env(
         Path(deployed["PREFECT_HOME"]), api_url, CALSYNC_PROJECT_DIR=str(ROOT)
     )
-    worker = start(
-        [python(), "-m", "prefect", "worker", "start", "--pool", names.WORK_POOL, "--limit", "2"],
-        worker_env,
-        tmp_path / "worker.log",
-    )
+    worker = Supervisor(tmp_path, worker_env).start_worker(names.WORK_POOL, limit=2).process
     try:
         deployment_id = read_deployments(api_url)[names.CALENDAR_SYNC]["id"]
         run = httpx.post(

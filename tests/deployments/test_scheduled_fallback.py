@@ -28,9 +28,10 @@ from core.settings import get_settings
 from core.sync.calendar import CalendarSyncEngine
 from core.sync.linear import sync_task_connection
 from deployments import names
+from deployments.supervisor import Supervisor
 from tests.linear.support import LinearEmulator, add_connection, stored_items
 from tests.support.prefect_server import deploy_all, isolated_env, own_prefect_server
-from tests.support.processes import ROOT, free_port, python, start, stop
+from tests.support.processes import ROOT, free_port, python, stop
 from tests.support.push import SeededCalendar, disable_all_calendars, new_calendar
 
 pytestmark = pytest.mark.integration
@@ -77,7 +78,7 @@ def process_env(server: dict[str, str]) -> dict[str, str]:
 
 
 def serve_locally(server: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
-    return start([python(), "-m", "deployments.serve"], process_env(server), logs / "runner.log")
+    return Supervisor(logs, process_env(server)).start_runner().process
 
 
 def deploy_and_work(server: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
@@ -94,11 +95,7 @@ def deploy_and_work(server: dict[str, str], logs: Path) -> subprocess.Popen[byte
     )
     assert done.returncode == 0, done.stderr[-3000:]
     deploy_all(env, prefect_file)
-    return start(
-        [python(), "-m", "prefect", "worker", "start", "--pool", names.WORK_POOL, "--limit", "4"],
-        env,
-        logs / "worker.log",
-    )
+    return Supervisor(logs, env).start_worker(names.WORK_POOL, limit=4).process
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from deployments import names
-from tests.support.processes import ROOT, free_port, python, start, stop, wait_for_http
+from deployments.supervisor import Supervisor
+from tests.support.processes import ROOT, free_port, python
 from tests.support.server_logs import assert_no_service_errors
 
 
@@ -27,20 +28,16 @@ def isolated_env(home: Path, api_url: str, **extra: str) -> dict[str, str]:
 def own_prefect_server(home: Path, **server_env: str) -> Iterator[dict[str, str]]:
     """Starts a server with `server_env` added; yields the environment its clients use (the
     isolated one, without `server_env`). At exit the server stops and its log is checked."""
-    home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    server = start(
-        [python(), "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        isolated_env(home, api_url, **server_env),
-        home / "server.log",
-    )
+    processes = Supervisor(home, isolated_env(home, api_url, **server_env))
+    server = processes.start_prefect_server(port)
     try:
-        wait_for_http(f"{api_url}/health", 90, server)
+        processes.wait_http(server)
         yield isolated_env(home, api_url)
     finally:
-        stop(server)
-    assert_no_service_errors(home / "server.log")
+        processes.stop_all()
+    assert_no_service_errors(server.log)
 
 
 def prefect_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
