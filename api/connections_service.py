@@ -31,16 +31,6 @@ from api.routes.calendars import calendar_start_request
 from api.routes.linear import linear_start_request
 from api.schemas import CalendarOut, GoogleConnectionOut, LinearConnectionOut, RunStatusOut
 from api.sync_service import StartRequest, forget_ownership, start_sync
-from core.accounts import (
-    LinearAccount,
-    delete_google_connection,
-    delete_task_connection,
-    owned_google_connection,
-    owned_task_connection,
-    set_calendar_enabled,
-    upsert_linear_connection,
-)
-from core.connections import upsert_google_connection
 from core.db import session_scope
 from core.errors import AuthError, NeedsReauth, SyncError
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar, TaskConnection
@@ -51,6 +41,16 @@ from core.providers.google_oauth import TokenGrant
 from core.providers.linear import AuthKind, LinearClient, Viewer, exchange_authorization_code
 from core.push_channels import close_channel, open_channel
 from core.repositories.calendars import user_calendar
+from core.repositories.google_connections import upsert_google_connection
+from core.repositories.linear_connections import (
+    LinearAccount,
+    delete_google_connection,
+    delete_task_connection,
+    owned_google_connection,
+    owned_task_connection,
+    set_calendar_enabled,
+    upsert_linear_connection,
+)
 from core.repositories.oauth_states import redeem
 from core.settings import Settings, get_settings
 from core.sync_requests import RequestSource, request_sync, withdraw_request

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import exc as sa_exc
 
 from core.errors import GENERIC_FAILURE, InvalidRequest, user_message_for
-from core.failures import (
+from core.foreign_errors import (
     MisconfiguredError,
     TransientDatabaseError,
     UnexpectedSyncError,

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from core.db import make_engine, session_scope
 from core.errors import NeedsReauth, RateLimitedUntil
-from core.failures import TransientDatabaseError, as_sync_error
+from core.foreign_errors import TransientDatabaseError, as_sync_error
 from core.models import ExternalCalendar
 from core.settings import get_settings
 from core.sync.calendar import CalendarSyncEngine
