@@ -41,14 +41,16 @@ from core.providers.google_oauth import TokenGrant
 from core.providers.linear import AuthKind, LinearClient, Viewer, exchange_authorization_code
 from core.push_channels import close_channel, open_channel
 from core.repositories.calendars import user_calendar
-from core.repositories.google_connections import upsert_google_connection
+from core.repositories.google_connections import (
+    delete_google_connection,
+    owned_google_connection,
+    set_calendar_enabled,
+    upsert_google_connection,
+)
 from core.repositories.linear_connections import (
     LinearAccount,
-    delete_google_connection,
     delete_task_connection,
-    owned_google_connection,
     owned_task_connection,
-    set_calendar_enabled,
     upsert_linear_connection,
 )
 from core.repositories.oauth_states import redeem

@@ -3,18 +3,23 @@
     SyncError
     ├── AuthError                 provider rejected our credentials
     │   └── NeedsReauth           refresh token revoked/expired: the user must reconnect
-    ├── RateLimited               provider asked us to slow down (retryable)
-    │   └── RateLimitedUntil      ...for longer than a request waits: the run is rescheduled
     ├── TransientProviderError    5xx, timeouts, dropped connections (retryable)
+    │   └── RateLimited           provider asked us to slow down (retryable)
+    │       └── RateLimitedUntil  ...for longer than a request waits: the run is rescheduled
     ├── CursorExpired             sync token / cursor no longer valid (410): full resync
     ├── NotFound                  the calendar or workspace is gone upstream
     ├── SyncBusy                  another run still holds this row's sync lease (retryable)
     ├── LeaseLost                 this run's lease expired or was taken: it must write nothing more
-    └── InvalidRequest            the provider rejected our request (a bug on our side)
+    ├── InvalidRequest            the provider rejected our request (a bug on our side)
+    ├── TransientDatabaseError    our database dropped the connection (retryable)
+    ├── MisconfiguredError        a setting the worker needs is missing or wrong
+    ├── UnexpectedSyncError       anything else, kept as its type name only
+    └── SyncFailed                what a flow raises: only the safe message, for Prefect's state
 
 The flow decides retry vs fail from the type alone (`is_retryable`: the task's short retries;
 `RateLimitedUntil`: the whole run again at `retry_at`). `user_message` is what the
 frontend and the Prefect state show: never a stack trace, a token or a provider's raw body.
+Foreign exceptions enter the tree in one place, `core.foreign_errors.as_sync_error`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from core.redact import redact
+
+GENERIC_FAILURE = "The sync failed unexpectedly. It will be retried on the next sync."
+CRASHED = "The sync stopped unexpectedly (its worker went away). The next sync will retry it."
+CANCELLED = "The sync was cancelled."
+STUCK = "The sync did not start in time, so it was cancelled; a new one has been started."
 
 
 class SyncError(Exception):
@@ -104,10 +114,21 @@ class InvalidRequest(SyncError):
     user_message = "The provider rejected the sync request. We have been notified."
 
 
-GENERIC_FAILURE = "The sync failed unexpectedly. It will be retried on the next sync."
-CRASHED = "The sync stopped unexpectedly (its worker went away). The next sync will retry it."
-CANCELLED = "The sync was cancelled."
-STUCK = "The sync did not start in time, so it was cancelled; a new one has been started."
+class TransientDatabaseError(SyncError):
+    user_message = "Our database was briefly unavailable. The sync will be retried."
+    retryable = True
+
+
+class UnexpectedSyncError(SyncError):
+    """Anything we did not foresee; its detail is its type's name, its traceback dropped."""
+
+    user_message = GENERIC_FAILURE
+
+
+class MisconfiguredError(SyncError):
+    """A setting this worker needs is missing or wrong; the detail names it (ours, so safe)."""
+
+    user_message = "The sync service is misconfigured. We have been notified."
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from api.deps import AUTH_ERRORS, UNREADABLE_BODY, CurrentUser, SessionDep
 from api.schemas import UserSettingsIn, UserSettingsOut
-from core.repositories.linear_connections import (
+from core.repositories.user_settings import (
     calendar_sync_from_months,
     set_calendar_sync_from_months,
 )
