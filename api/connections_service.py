@@ -27,10 +27,13 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError, ErrorCode
 from api.limits import CALENDAR_CHANGE, UserLimits
 from api.orchestrator import Orchestrator, OrchestratorUnavailable, RunInfo
-from api.routes.calendars import calendar_start_request
-from api.routes.linear import linear_start_request
 from api.schemas import CalendarOut, GoogleConnectionOut, LinearConnectionOut, RunStatusOut
-from api.sync_service import StartRequest, forget_ownership, start_sync
+from api.sync_service import (
+    calendar_start_request,
+    forget_ownership,
+    linear_start_request,
+    start_or_owe,
+)
 from core.db import session_scope
 from core.errors import AuthError, NeedsReauth, SyncError
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar, TaskConnection
@@ -54,6 +57,7 @@ from core.repositories.linear_connections import (
     upsert_linear_connection,
 )
 from core.repositories.oauth_states import redeem
+from core.run_starts import StartRequest
 from core.settings import Settings, get_settings
 from core.sync_requests import RequestSource, request_sync, withdraw_request
 
@@ -137,23 +141,6 @@ def calendar_out(calendar: ExternalCalendar, run: RunInfo | None) -> CalendarOut
 
 def _owed(request: StartRequest, requested_at: datetime | None) -> StartRequest:
     return replace(request, requested_at=requested_at)
-
-
-async def _start_syncs(
-    orchestrator: Orchestrator, requests: Iterable[StartRequest], source: str = "api"
-) -> dict[uuid.UUID, RunInfo]:
-    """Start (or join) each requested sync; when Prefect is slow or down the change stays made
-    and the request stays owed (the rows show `pending` until api/owed_starts.py starts it)."""
-    runs: dict[uuid.UUID, RunInfo] = {}
-    for request in requests:
-        try:
-            started = await start_sync(orchestrator, replace(request, source=source))
-            runs[request.row_id] = started.run
-        except OrchestratorUnavailable as exc:
-            logger.warning(
-                "the sync of %s is owed, Prefect did not answer: %s", request.row_id, exc
-            )
-    return runs
 
 
 async def _cancel_active(orchestrator: Orchestrator, run_ids: Iterable[uuid.UUID | None]) -> None:
@@ -254,7 +241,7 @@ async def connect_google(
     verified = await _redeem_state(settings, state, user_id, GOOGLE)
     account = await run_in_threadpool(_read_google_account, settings, code, verified)
     connection, starts = await run_in_threadpool(_store_google, user_id, account)
-    runs = await _start_syncs(orchestrator, starts, source="connect")
+    runs = await start_or_owe(orchestrator, starts, RequestSource.CONNECT)
     for start in starts:
         await run_in_threadpool(open_channel, start.row_id)
     logger.info("user %s connected a Google account (%s)", user_id, connection.id)
@@ -309,7 +296,7 @@ async def update_calendar(
     if calendar.connection.status == ConnectionStatus.NEEDS_REAUTH:
         return calendar_out(calendar, None)
     request = _owed(calendar_start_request(calendar), calendar.sync_requested_at)
-    runs = await _start_syncs(orchestrator, [request])
+    runs = await start_or_owe(orchestrator, [request], RequestSource.SYNC_NOW)
     await run_in_threadpool(open_channel, calendar.id)
     return calendar_out(calendar, runs.get(calendar.id))
 
@@ -393,7 +380,7 @@ async def _connected_linear(
     connection = await run_in_threadpool(_store_linear, user_id, account)
     logger.info("user %s connected a Linear workspace (%s)", user_id, connection.id)
     request = _owed(linear_start_request(connection), connection.sync_requested_at)
-    run = (await _start_syncs(orchestrator, [request], source="connect")).get(connection.id)
+    run = (await start_or_owe(orchestrator, [request], RequestSource.CONNECT)).get(connection.id)
     out = LinearConnectionOut.model_validate(connection)
     if run is not None:
         out.latest_sync_flow_run_id = run.id

@@ -21,9 +21,8 @@ from api.schemas import (
 )
 from api.sync_service import (
     Started,
-    StartRequest,
+    calendar_start_request,
     request_and_start,
-    start_request_for,
     with_row_error,
 )
 from core.db import session_scope
@@ -74,15 +73,6 @@ async def my_google_connections(
             )
         )
     return out
-
-
-def calendar_start_request(calendar: ExternalCalendar) -> StartRequest:
-    return start_request_for(
-        ExternalCalendar,
-        calendar.id,
-        calendar.latest_sync_flow_run_id,
-        calendar.connection.user_id,
-    )
 
 
 def _startable(calendar: ExternalCalendar | None) -> ExternalCalendar:

@@ -19,7 +19,7 @@ from api.schemas import (
     TaskItemOut,
     TaskList,
 )
-from api.sync_service import StartRequest, request_and_start, start_request_for, with_row_error
+from api.sync_service import linear_start_request, request_and_start, with_row_error
 from core.db import session_scope
 from core.models import ConnectionStatus, TaskConnection
 from core.repositories.tasks import user_task_connections, user_task_items
@@ -33,12 +33,6 @@ UNAVAILABLE = {503: {"model": ErrorBody, "description": "The orchestrator is unr
 def _connections(user_id: str) -> list[TaskConnection]:
     with session_scope() as session:
         return user_task_connections(session, user_id)
-
-
-def linear_start_request(connection: TaskConnection) -> StartRequest:
-    return start_request_for(
-        TaskConnection, connection.id, connection.latest_sync_flow_run_id, connection.user_id
-    )
 
 
 @router.get(
