@@ -133,6 +133,18 @@ async def start_or_owe(
     return runs
 
 
+async def cancel_active(orchestrator: Orchestrator, run_ids: Iterable[uuid.UUID | None]) -> None:
+    """Cancel those of the runs still pending or running, so they stop writing rows about to go
+    away (best effort: logged when Prefect does not answer)."""
+    try:
+        runs = await orchestrator.read_runs([run_id for run_id in run_ids if run_id])
+        for info in runs.values():
+            if info.status.is_active:
+                await orchestrator.cancel_run(info.id)
+    except OrchestratorUnavailable as exc:
+        logger.warning("could not cancel in-flight runs: %s", exc)
+
+
 OWNERSHIP_TTL_S = 5.0
 OWNERSHIP_CACHE_SIZE = 100_000
 _ownership: dict[tuple[str, uuid.UUID], tuple[float, OwnedRun]] = {}

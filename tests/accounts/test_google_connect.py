@@ -11,19 +11,20 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import Text, select, type_coerce
 
-from api.connections_service import (
-    GOOGLE_CODE_REJECTED,
-    GOOGLE_NO_REFRESH_TOKEN,
-    STATE_REJECTED,
-    STATE_USED,
-)
+from api.oauth_consent import STATE_REJECTED, STATE_USED
 from core import crypto
+from core.account_checks import GOOGLE_CODE_REJECTED, GOOGLE_NO_REFRESH_TOKEN
 from core.db import session_scope
 from core.models import CalendarConnection
 from core.oauth_state import issue_state
 from tests.accounts.flows import NOTHING, event_ids, rows_of_user
 from tests.conftest import reset_caches
 from tests.support.google import GoogleEmulator
+from tests.support.rate_limits import (
+    RETRY_AFTER_S,
+    poll_until_final,
+    wait_for_rescheduled_status,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -314,3 +315,28 @@ def test_with_push_on_enabled_calendars_are_watched_and_closed_when_disabled_or_
     finally:
         monkeypatch.delenv("CALSYNC_PUBLIC_BASE_URL")
         reset_caches()
+
+
+def test_connect_and_the_listing_show_the_same_status_and_message_for_the_same_run(
+    api, google: GoogleEmulator
+) -> None:
+    """A reconnect while the calendar's sync waits out a rate limit joins that run: its answer
+    shows the run exactly as `GET /me/google-connection` does, the wait's reason included."""
+    client = api()
+    email = google.account()["email"]
+    google.fault(endpoint="events.list", status=429, retry_after=RETRY_AFTER_S, count=1)
+    first = client.connect_google(email)
+    (primary,) = [c for c in first["calendars"] if c["is_primary"]]
+    run_id = primary["run"]["flow_run_id"]
+    waiting = wait_for_rescheduled_status(client.http, run_id, "Google")
+
+    again = client.connect_google(email)
+
+    (connected,) = [c for c in again["calendars"] if c["id"] == primary["id"]]
+    (listed_connection,) = client.http.get("/me/google-connection").json()
+    (listed,) = [c for c in listed_connection["calendars"] if c["id"] == primary["id"]]
+    shown = lambda run: (run["flow_run_id"], run["status"], run["error"])  # noqa: E731
+    assert shown(connected["run"]) == (run_id, "pending", waiting["error"])
+    assert shown(connected["run"]) == shown(listed["run"])
+    assert connected["last_sync_error_message"] == listed["last_sync_error_message"]
+    assert poll_until_final(client.http, run_id)["status"] == "completed"
