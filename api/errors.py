@@ -3,6 +3,7 @@
 `detail` is for people and may be reworded; `code` is for programs and never changes meaning, so
 a frontend tells two 409s apart by it. Routes raise `ApiError` with a specific code; any other
 HTTPException (routing's 404 and 405, FastAPI's own) gets the generic code of its status.
+The domain's refusals (`core.errors.RequestRefused`) are mapped to their status here, once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from typing import Any
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import (
+    ConflictingState,
+    CredentialRejected,
+    NotConfigured,
+    NotOwned,
+    RequestRefused,
+)
 
 
 class ErrorCode(StrEnum):
@@ -124,3 +133,18 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return Response(status_code=exc.status_code, headers=exc.headers)
     code = getattr(exc, "code", None) or code_for_status(exc.status_code)
     return error_response(exc.status_code, exc.detail, code, exc.headers)
+
+
+REFUSAL_STATUS: dict[type[RequestRefused], int] = {
+    CredentialRejected: 400,
+    NotOwned: 404,
+    ConflictingState: 409,
+    NotConfigured: 503,
+}
+
+
+async def refused(request: Request, exc: Exception) -> Response:
+    """A domain refusal as `{"detail": its user message, "code": its code}`."""
+    assert isinstance(exc, RequestRefused)
+    status = next(code for kind, code in REFUSAL_STATUS.items() if isinstance(exc, kind))
+    return error_response(status, exc.user_message, ErrorCode(exc.code.value))

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.auth import TokenVerifier
 from api.body_limit import BodyLimit, document_body_limit
 from api.catch_all import CatchAll
-from api.errors import ErrorCode, error_response, http_error
+from api.errors import ErrorCode, error_response, http_error, refused
 from api.limits import UserLimits
 from api.live import LiveHub
 from api.openapi_contract import install_contract, operation_id
@@ -43,7 +43,7 @@ from api.routes import settings as user_settings
 from api.routes.demo_page import router as demo_page_router
 from api.routes.live import router as live_router
 from api.run_reconciler import RunReconciler
-from core.errors import SyncError
+from core.errors import RequestRefused, SyncError
 from core.log_config import configure_logging
 from core.settings import get_settings, settings_or_exit
 
@@ -163,6 +163,7 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(OrchestratorUnavailable, _orchestrator_unavailable)
     app.add_exception_handler(SyncError, _provider_error)
+    app.add_exception_handler(RequestRefused, refused)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     routers = (health, calendars, sync_runs, events, connections, user_settings, linear, webhooks)
     for module in routers:

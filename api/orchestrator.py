@@ -7,7 +7,8 @@ runs out of time is told apart: `OrchestratorSlow` when Prefect still accepts co
 stall: callers that recorded their request durably accept it and let the retrier finish it),
 plain `OrchestratorUnavailable` when nothing listens (down: 503). It also
 owns Prefect's event stream (`run_changes`, in api/run_events.py) and the runs' progress
-artifacts (`read_progress`, in api/run_progress.py).
+artifacts (`read_progress`, in api/run_progress.py). It is the API's `core.run_starts.Runs`;
+the status vocabulary is core/run_status.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -47,6 +47,7 @@ from api.run_events import ARTIFACT_UPDATED, FLOW_RUN_PREFIX, prefect_events
 from api.run_progress import ProgressReader
 from api.sync_metrics import record_sync_finished
 from core.errors import CANCELLED, CRASHED, safe_message_from_state
+from core.run_status import RunStatus, status_of
 from core.sync.progress import SyncProgress, parse_description
 
 logger = logging.getLogger(__name__)
@@ -60,35 +61,6 @@ BATCH_WINDOW_S = 0.003
 BATCH_MAX = 200
 LIVE_STATE_TTL_S = 0.25
 FINAL_CACHE_SIZE = 50_000
-
-
-class RunStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED}
-
-    @property
-    def is_active(self) -> bool:
-        return not self.is_final
-
-
-_STATUS = {
-    StateType.SCHEDULED: RunStatus.PENDING,
-    StateType.PENDING: RunStatus.PENDING,
-    StateType.PAUSED: RunStatus.PENDING,
-    StateType.RUNNING: RunStatus.RUNNING,
-    StateType.CANCELLING: RunStatus.RUNNING,
-    StateType.COMPLETED: RunStatus.COMPLETED,
-    StateType.FAILED: RunStatus.FAILED,
-    StateType.CRASHED: RunStatus.FAILED,
-    StateType.CANCELLED: RunStatus.CANCELED,
-}
 
 
 @dataclass(frozen=True)
@@ -155,7 +127,7 @@ def safe_error(state_type: StateType | None, message: str | None) -> str | None:
 
 def run_info(run: FlowRun) -> RunInfo:
     state_type = run.state_type or (run.state.type if run.state else StateType.PENDING)
-    status = _STATUS.get(state_type, RunStatus.PENDING)
+    status = status_of(state_type)
     return RunInfo(
         id=run.id,
         status=status,
@@ -192,7 +164,7 @@ def run_change(event: Event) -> RunChange | None:
         return None
     raw_at = event.resource.get("prefect.state-timestamp")
     state_at = datetime.fromisoformat(raw_at) if raw_at else event.occurred
-    status = _STATUS.get(state_type, RunStatus.PENDING)
+    status = status_of(state_type)
     info = RunInfo(
         id=run_id,
         status=status,

@@ -20,8 +20,9 @@ from datetime import datetime, timedelta
 from starlette.concurrency import run_in_threadpool
 
 from api.orchestrator import CALL_TIMEOUT_S, Orchestrator, OrchestratorUnavailable
-from api.sync_service import StartRequest, start_request_for, start_sync
+from api.sync_service import start_request_for, start_sync
 from core.db import session_scope, utcnow
+from core.run_starts import StartRequest
 from core.sync_requests import OwedStart, RequestSource, drop_unstartable, owed_starts
 
 logger = logging.getLogger(__name__)

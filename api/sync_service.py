@@ -1,19 +1,20 @@
 """Start sync runs and report their status: the logic behind the sync routes.
 
-Database work runs in the thread pool (sync SQLAlchemy); Prefect work goes through the
-orchestrator. A start coalesces with the row's in-flight run, and concurrent starts agree on
-one run through Prefect's idempotency key (keyed by the run they both saw as latest). Every
-start satisfies a durable sync request (core/sync_requests.py) recorded before it: the start
-clears it when the run is recorded, and if Prefect is slow the request stays owed for
-api/owed_starts.py to complete.
+Starting is core/run_starts.py's one start path, with the orchestrator as its `Runs`; this
+module builds the requests (which deployment, which tags) and counts the outcomes. A start
+coalesces with the row's in-flight run, and concurrent starts agree on one run through
+Prefect's idempotency key. Every start satisfies a durable sync request (core/sync_requests.py)
+recorded before it: the start clears it when the run is recorded, and if Prefect is slow the
+request stays owed for api/owed_starts.py to complete. Database work runs in the thread pool.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import replace
 
 from starlette.concurrency import run_in_threadpool
 
@@ -25,37 +26,18 @@ from api.orchestrator import (
     RunInfo,
     RunStatus,
 )
+from core import run_starts
 from core.db import session_scope
-from core.models import ExternalCalendar
+from core.models import ExternalCalendar, TaskConnection
 from core.repositories.runs import OwnedRun, fill_missing_error, owned_run
-from core.run_starts import LatestRun, plan_start, restart_key
-from core.sync_requests import request_sync, satisfied_by_run
-from core.sync_state import SyncedModel, record_run_started
+from core.run_starts import StartRequest
+from core.sync_requests import request_sync
+from core.sync_state import SyncedModel
 from deployments.names import CALENDAR_SYNC, LINEAR_SYNC
 
+logger = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class StartRequest:
-    """What is needed to start (or join) a sync of one row."""
-
-    model: SyncedModel
-    row_id: uuid.UUID
-    latest_run_id: uuid.UUID | None
-    deployment: str
-    parameter: str
-    tags: tuple[str, ...]
-    # Change notifications queue one follow-up behind a run that already began listing.
-    follow_up: bool = False
-    # The run that last took the row's sync lease (calendars only; see core/sync_lease.py).
-    lease_owner: uuid.UUID | None = None
-    # Who asked: api, webhook, connect... (the run's `source:` tag in the Prefect UI).
-    source: str = "api"
-    # When the sync request this start satisfies was recorded (cleared with the run's ID).
-    requested_at: datetime | None = None
-
-    @property
-    def provider(self) -> str:
-        return next((t.split(":", 1)[1] for t in self.tags if t.startswith("provider:")), "")
+Started = run_starts.Started[RunInfo]
 
 
 def start_request_for(
@@ -82,24 +64,19 @@ def start_request_for(
     )
 
 
-@dataclass(frozen=True)
-class Started:
-    run: RunInfo
-    already_running: bool
+def calendar_start_request(calendar: ExternalCalendar) -> StartRequest:
+    return start_request_for(
+        ExternalCalendar,
+        calendar.id,
+        calendar.latest_sync_flow_run_id,
+        calendar.connection.user_id,
+    )
 
 
-def _store_run(request: StartRequest, run_id: uuid.UUID) -> None:
-    with session_scope() as session:
-        record_run_started(
-            session, request.model, request.row_id, run_id, requested_up_to=request.requested_at
-        )
-
-
-def _joined(request: StartRequest, run_id: uuid.UUID) -> None:
-    if request.requested_at is None:
-        return
-    with session_scope() as session:
-        satisfied_by_run(session, request.model, request.row_id, run_id, request.requested_at)
+def linear_start_request(connection: TaskConnection) -> StartRequest:
+    return start_request_for(
+        TaskConnection, connection.id, connection.latest_sync_flow_run_id, connection.user_id
+    )
 
 
 def record_request(request: StartRequest) -> StartRequest:
@@ -127,7 +104,7 @@ async def request_and_start(
 
 async def start_sync(orchestrator: Orchestrator, request: StartRequest) -> Started:
     try:
-        started = await _start_sync(orchestrator, request)
+        started = await run_starts.start_sync(orchestrator, request)
     except OrchestratorUnavailable as exc:
         # Slow: accepted and owed (api/owed_starts.py starts it); unavailable: refused with 503.
         outcome = "deferred" if isinstance(exc, OrchestratorSlow) else "unavailable"
@@ -138,35 +115,34 @@ async def start_sync(orchestrator: Orchestrator, request: StartRequest) -> Start
     return started
 
 
-async def _start_sync(orchestrator: Orchestrator, request: StartRequest) -> Started:
-    latest: RunInfo | None = None
-    seen: LatestRun | None = None
-    if request.latest_run_id is not None:
-        latest = await orchestrator.read_run(request.latest_run_id)
-        seen = LatestRun(
-            request.latest_run_id,
-            active=latest is not None and latest.status.is_active,
-            began_listing=request.lease_owner == request.latest_run_id,
-        )
-    plan = plan_start(request.row_id, seen, follow_up=request.follow_up)
-    if plan.join is not None and latest is not None:
-        await run_in_threadpool(_joined, request, latest.id)
-        return Started(latest, already_running=True)
-    key = str(plan.idempotency_key)
-    parameters = {request.parameter: str(request.row_id)}
-    tags = (*request.tags, f"source:{request.source}")
-    run = await orchestrator.start_run(
-        request.deployment, parameters, tags=tags, idempotency_key=key
-    )
-    if run.status.is_final:
-        run = await orchestrator.start_run(
-            request.deployment,
-            parameters,
-            tags=tags,
-            idempotency_key=restart_key(key, run.id),
-        )
-    await run_in_threadpool(_store_run, request, run.id)
-    return Started(run, already_running=False)
+async def start_or_owe(
+    orchestrator: Orchestrator, requests: Iterable[StartRequest], source: str
+) -> dict[uuid.UUID, RunInfo]:
+    """Start (or join) each requested sync, after a change already committed (connect, enable):
+    when Prefect is slow or down the change stays made and the request stays owed (the rows
+    show `pending` until api/owed_starts.py starts it)."""
+    runs: dict[uuid.UUID, RunInfo] = {}
+    for request in requests:
+        try:
+            started = await start_sync(orchestrator, replace(request, source=source))
+            runs[request.row_id] = started.run
+        except OrchestratorUnavailable as exc:
+            logger.warning(
+                "the sync of %s is owed, Prefect did not answer: %s", request.row_id, exc
+            )
+    return runs
+
+
+async def cancel_active(orchestrator: Orchestrator, run_ids: Iterable[uuid.UUID | None]) -> None:
+    """Cancel those of the runs still pending or running, so they stop writing rows about to go
+    away (best effort: logged when Prefect does not answer)."""
+    try:
+        runs = await orchestrator.read_runs([run_id for run_id in run_ids if run_id])
+        for info in runs.values():
+            if info.status.is_active:
+                await orchestrator.cancel_run(info.id)
+    except OrchestratorUnavailable as exc:
+        logger.warning("could not cancel in-flight runs: %s", exc)
 
 
 OWNERSHIP_TTL_S = 5.0

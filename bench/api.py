@@ -29,8 +29,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def _seed(emulator: str, calendars: int) -> tuple[str, list[uuid.UUID]]:
-    from core.connections import upsert_google_connection
     from core.db import session_scope
+    from core.repositories.google_connections import upsert_google_connection
 
     control = f"{emulator}/_control/google"
     account = httpx.post(f"{control}/accounts", json={"email": "bench@api.test"}).json()

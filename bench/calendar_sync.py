@@ -40,8 +40,8 @@ def _configure(db_url: str, emulator: str) -> None:
 
 def _calendar(emulator: str, count: int) -> tuple[uuid.UUID, str]:
     """An emulator account + calendar with `count` events, and our connection rows for it."""
-    from core.connections import upsert_google_connection
     from core.db import session_scope
+    from core.repositories.google_connections import upsert_google_connection
 
     control = f"{emulator}/_control/google"
     account = httpx.post(

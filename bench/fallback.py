@@ -31,8 +31,8 @@ BURST_SENDERS = 10
 def _seed(emulator: str, calendars: int, user_id: str) -> list[tuple[uuid.UUID, str]]:
     """Emulator accounts with calendars of a few events, and our rows for them (with a valid
     access token, as most are between two refreshes): [(row id, Google calendar id)]."""
-    from core.connections import upsert_google_connection
     from core.db import session_scope, utcnow
+    from core.repositories.google_connections import upsert_google_connection
 
     control = f"{emulator}/_control/google"
     seeded: list[tuple[uuid.UUID, str]] = []

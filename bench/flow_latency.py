@@ -22,8 +22,8 @@ EMPTY_FLOW = "bench-empty/empty"
 
 
 def _seed_calendar(emulator: str) -> uuid.UUID:
-    from core.connections import upsert_google_connection
     from core.db import session_scope
+    from core.repositories.google_connections import upsert_google_connection
 
     control = f"{emulator}/_control/google"
     account = httpx.post(f"{control}/accounts", json={"email": "latency@bench.test"}).json()

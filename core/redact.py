@@ -1,6 +1,6 @@
 """Scrub known credential shapes from text: the second line of defence.
 
-The first is structural (`core.failures`): only our own errors' text leaves a worker. Those
+The first is structural (`core.foreign_errors`): only our own errors' text leaves a worker. Those
 details pass through here as they are made (`core.errors.SyncError`), in case one quotes a
 provider's answer holding a token.
 """

@@ -87,11 +87,11 @@ def connect_demo_account() -> list[tuple[str, str]]:
     """Connect the emulator's demo account the way the app would, enabling every calendar."""
     from sqlalchemy import update
 
-    from core.connections import upsert_google_connection
     from core.db import session_scope
     from core.models import ExternalCalendar
     from core.providers.google_calendar import GoogleCalendarClient
     from core.providers.google_oauth import refresh_access_token
+    from core.repositories.google_connections import upsert_google_connection
     from core.settings import get_settings
 
     settings = get_settings()
@@ -122,9 +122,9 @@ def connect_demo_account() -> list[tuple[str, str]]:
 
 def connect_demo_linear() -> tuple[str, str]:
     """Connect the emulator's demo Linear workspace with its personal API key, as the app would."""
-    from core.accounts import LinearAccount, upsert_linear_connection
     from core.db import session_scope
     from core.providers.linear import LinearClient
+    from core.repositories.linear_connections import LinearAccount, upsert_linear_connection
     from core.settings import get_settings
     from emulator.demo import DEMO_LINEAR_API_KEY
 

@@ -14,7 +14,7 @@ from prefect.states import State
 
 from core.db import session_scope
 from core.errors import SyncError, SyncFailed, is_retryable
-from core.failures import as_sync_error
+from core.foreign_errors import as_sync_error
 from core.sync_state import SyncedModel, record_run_started, record_run_succeeded
 
 

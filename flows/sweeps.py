@@ -143,6 +143,7 @@ def _start_as_children(swept: _Swept, rows: list[RowToSync], requested_at: datet
                 swept.parameter,
                 rows,
                 requested_at,
+                source=RequestSource.SWEEP,
                 parent=parent.id,
             )
         except Exception:
@@ -178,7 +179,7 @@ def _sweep(swept: _Swept) -> dict[str, int]:
             c.id,
             c.latest_run_id,
             c.lease_owner,
-            (f"provider:{swept.provider}", f"user:{c.user_id}", "source:sweep"),
+            (f"provider:{swept.provider}", f"user:{c.user_id}"),
         )
         for c in _read(swept.current, changed)
     ]

@@ -12,7 +12,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.events import emit_event
 
 from core.errors import RateLimitedUntil, SyncFailed, user_message_for
-from core.failures import as_sync_error
+from core.foreign_errors import as_sync_error
 from core.sync_report import RESOURCE_PREFIX, SYNC_FINISHED_EVENT, sync_finished_payload
 from core.sync_state import SyncedModel
 from flows.reschedule import reschedule_run

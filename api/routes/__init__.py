@@ -1,1 +1,1 @@
-"""HTTP routes, a few lines each; the logic lives in core and api/sync_service.py."""
+"""HTTP routes, a few lines each; the logic lives in core and the api/*_service.py modules."""

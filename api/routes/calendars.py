@@ -7,26 +7,23 @@ import uuid
 from fastapi import APIRouter, status
 from starlette.concurrency import run_in_threadpool
 
+from api.connection_views import google_connection_out, latest_runs
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
-from api.errors import ApiError, ErrorCode
 from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep
 from api.orchestrator import Orchestrator, RunStatus
 from api.schemas import (
-    CalendarOut,
     ErrorBody,
     GoogleConnectionOut,
-    RunStatusOut,
     SyncAllStarted,
     SyncStarted,
 )
 from api.sync_service import (
     Started,
-    StartRequest,
+    calendar_start_request,
     request_and_start,
-    start_request_for,
-    with_row_error,
 )
 from core.db import session_scope
+from core.errors import ConflictingState, NotOwned, RefusalCode
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar
 from core.repositories.calendars import user_calendar, user_calendars, user_google_connections
 from core.sync_requests import RequestSource
@@ -49,58 +46,21 @@ async def my_google_connections(
     user: CurrentUser, orchestrator: OrchestratorDep
 ) -> list[GoogleConnectionOut]:
     connections = await run_in_threadpool(_connections, user.id)
-    run_ids = [c.latest_sync_flow_run_id for conn in connections for c in conn.calendars]
-    runs = await orchestrator.read_runs([run_id for run_id in run_ids if run_id])
-    out = []
-    for connection in connections:
-        calendars = []
-        for calendar in connection.calendars:
-            item = CalendarOut.model_validate(calendar)
-            info = (
-                runs.get(calendar.latest_sync_flow_run_id)
-                if calendar.latest_sync_flow_run_id
-                else None
-            )
-            if info is not None:
-                info = with_row_error(info, calendar.last_sync_error_message)
-            item.run = RunStatusOut.for_row(info, owed=calendar.sync_requested_at is not None)
-            calendars.append(item)
-        out.append(
-            GoogleConnectionOut(
-                id=connection.id,
-                account_email=connection.account_email,
-                status=connection.status,
-                calendars=calendars,
-            )
-        )
-    return out
-
-
-def calendar_start_request(calendar: ExternalCalendar) -> StartRequest:
-    return start_request_for(
-        ExternalCalendar,
-        calendar.id,
-        calendar.latest_sync_flow_run_id,
-        calendar.connection.user_id,
-    )
+    runs = await latest_runs(orchestrator, [c for conn in connections for c in conn.calendars])
+    return [google_connection_out(connection, runs) for connection in connections]
 
 
 def _startable(calendar: ExternalCalendar | None) -> ExternalCalendar:
     if calendar is None:
-        raise ApiError(
-            status.HTTP_404_NOT_FOUND, "calendar not found", ErrorCode.CALENDAR_NOT_FOUND
-        )
+        raise NotOwned("calendar not found", RefusalCode.CALENDAR_NOT_FOUND)
     if calendar.connection.status == ConnectionStatus.NEEDS_REAUTH:
-        raise ApiError(
-            status.HTTP_409_CONFLICT,
+        raise ConflictingState(
             "Google access was revoked: reconnect your Google account.",
-            ErrorCode.REAUTH_REQUIRED,
+            RefusalCode.REAUTH_REQUIRED,
         )
     if not calendar.enabled:
-        raise ApiError(
-            status.HTTP_409_CONFLICT,
-            "this calendar is disabled; enable it to sync",
-            ErrorCode.CALENDAR_DISABLED,
+        raise ConflictingState(
+            "this calendar is disabled; enable it to sync", RefusalCode.CALENDAR_DISABLED
         )
     return calendar
 

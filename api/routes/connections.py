@@ -7,9 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
-from api import connections_service as service
+from api import calendar_service, connect_service, disconnect_service, oauth_consent
 from api.deps import AUTH_ERRORS, UNREADABLE_BODY, CurrentUser, OrchestratorDep
-from api.errors import ApiError, ErrorCode
 from api.limits import TOO_MANY_REQUESTS, LimitsDep
 from api.schemas import (
     AuthorizeUrl,
@@ -38,7 +37,7 @@ async def google_authorize_url(
         str | None, Query(max_length=320, description="Email of the account to preselect.")
     ] = None,
 ) -> AuthorizeUrl:
-    return AuthorizeUrl(url=service.google_authorize_url(user.id, login_hint))
+    return AuthorizeUrl(url=oauth_consent.google_authorize_url(user.id, login_hint))
 
 
 @router.post(
@@ -50,7 +49,7 @@ async def google_callback(
     body: OAuthCallback, user: CurrentUser, orchestrator: OrchestratorDep
 ) -> GoogleConnectionOut:
     """Store the account and its calendars (the primary enabled) and start their first syncs."""
-    return await service.connect_google(orchestrator, user.id, body.code, body.state)
+    return await connect_service.connect_google(orchestrator, user.id, body.code, body.state)
 
 
 @router.patch(
@@ -71,21 +70,16 @@ async def update_calendar(
     limits: LimitsDep,
 ) -> CalendarOut:
     """Enabling starts a sync (and a push channel); disabling stops both and drops its events."""
-    calendar = await service.update_calendar(
+    return await calendar_service.update_calendar(
         orchestrator, limits, user.id, calendar_id, body.enabled
     )
-    if calendar is None:
-        raise ApiError(
-            status.HTTP_404_NOT_FOUND, "calendar not found", ErrorCode.CALENDAR_NOT_FOUND
-        )
-    return calendar
 
 
 @router.get(
     "/connections/linear/authorize-url", response_model=AuthorizeUrl, responses=NOT_CONFIGURED
 )
 async def linear_authorize_url(user: CurrentUser) -> AuthorizeUrl:
-    return AuthorizeUrl(url=service.linear_authorize_url(user.id))
+    return AuthorizeUrl(url=oauth_consent.linear_authorize_url(user.id))
 
 
 @router.post(
@@ -97,7 +91,7 @@ async def linear_callback(
     body: OAuthCallback, user: CurrentUser, orchestrator: OrchestratorDep
 ) -> LinearConnectionOut:
     """Store the workspace (one connection per workspace) and start its first sync."""
-    return await service.connect_linear_oauth(orchestrator, user.id, body.code, body.state)
+    return await connect_service.connect_linear_oauth(orchestrator, user.id, body.code, body.state)
 
 
 @router.post(
@@ -109,7 +103,7 @@ async def connect_linear_api_key(
     body: LinearApiKey, user: CurrentUser, orchestrator: OrchestratorDep
 ) -> LinearConnectionOut:
     """Connect with a personal API key; connecting the same workspace again replaces the key."""
-    return await service.connect_linear_api_key(orchestrator, user.id, body.api_key)
+    return await connect_service.connect_linear_api_key(orchestrator, user.id, body.api_key)
 
 
 @router.delete(
@@ -126,11 +120,7 @@ async def disconnect(
 ) -> Response:
     """Remove a Google or Linear connection with everything it synced; the provider's token is
     revoked after the response, best effort."""
-    done = await service.disconnect(orchestrator, user.id, connection_id)
-    if done is None:
-        raise ApiError(
-            status.HTTP_404_NOT_FOUND, "connection not found", ErrorCode.CONNECTION_NOT_FOUND
-        )
+    done = await disconnect_service.disconnect(orchestrator, user.id, connection_id)
     if done.revoke is not None:
         background.add_task(done.revoke)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

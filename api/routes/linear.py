@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from starlette.concurrency import run_in_threadpool
 
+from api.connection_views import latest_runs, linear_connection_out
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep, SessionDep
 from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep
 from api.orchestrator import RunStatus
@@ -15,11 +16,10 @@ from api.schemas import (
     LinearConnectionOut,
     LinearSyncAllStarted,
     LinearSyncStarted,
-    RunStatusOut,
     TaskItemOut,
     TaskList,
 )
-from api.sync_service import StartRequest, request_and_start, start_request_for, with_row_error
+from api.sync_service import linear_start_request, request_and_start
 from core.db import session_scope
 from core.models import ConnectionStatus, TaskConnection
 from core.repositories.tasks import user_task_connections, user_task_items
@@ -35,12 +35,6 @@ def _connections(user_id: str) -> list[TaskConnection]:
         return user_task_connections(session, user_id)
 
 
-def linear_start_request(connection: TaskConnection) -> StartRequest:
-    return start_request_for(
-        TaskConnection, connection.id, connection.latest_sync_flow_run_id, connection.user_id
-    )
-
-
 @router.get(
     "/me/linear-connection", response_model=list[LinearConnectionOut], responses=UNAVAILABLE
 )
@@ -48,22 +42,8 @@ async def my_linear_connections(
     user: CurrentUser, orchestrator: OrchestratorDep
 ) -> list[LinearConnectionOut]:
     connections = await run_in_threadpool(_connections, user.id)
-    runs = await orchestrator.read_runs(
-        [c.latest_sync_flow_run_id for c in connections if c.latest_sync_flow_run_id]
-    )
-    out = []
-    for connection in connections:
-        item = LinearConnectionOut.model_validate(connection)
-        info = (
-            runs.get(connection.latest_sync_flow_run_id)
-            if connection.latest_sync_flow_run_id
-            else None
-        )
-        if info is not None:
-            info = with_row_error(info, connection.last_sync_error_message)
-        item.run = RunStatusOut.for_row(info, owed=connection.sync_requested_at is not None)
-        out.append(item)
-    return out
+    runs = await latest_runs(orchestrator, connections)
+    return [linear_connection_out(connection, runs) for connection in connections]
 
 
 @router.post(

@@ -6,7 +6,10 @@ from fastapi import APIRouter
 
 from api.deps import AUTH_ERRORS, UNREADABLE_BODY, CurrentUser, SessionDep
 from api.schemas import UserSettingsIn, UserSettingsOut
-from core.accounts import calendar_sync_from_months, set_calendar_sync_from_months
+from core.repositories.user_settings import (
+    calendar_sync_from_months,
+    set_calendar_sync_from_months,
+)
 from core.settings import get_settings
 from core.sync_requests import request_full_resyncs
 

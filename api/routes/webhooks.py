@@ -25,14 +25,14 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import OrchestratorDep
 from api.errors import ErrorCode, error_response
 from api.orchestrator import OrchestratorUnavailable
-from api.routes.calendars import calendar_start_request
 from api.schemas import ErrorBody
-from api.sync_service import StartRequest, start_sync
+from api.sync_service import calendar_start_request, start_sync
 from core.db import session_scope, utcnow
 from core.log_throttle import ThrottledLog
 from core.models import ConnectionStatus, ExternalCalendar
 from core.push_channels import GOOGLE_WEBHOOK_PATH, secret_matches
 from core.repositories.channels import accept_message_number, calendar_by_channel
+from core.run_starts import StartRequest
 from core.sync_requests import RequestSource, request_sync
 
 logger = logging.getLogger(__name__)

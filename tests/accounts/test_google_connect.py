@@ -6,21 +6,21 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import Text, select, type_coerce
+from prefect import get_client
+from prefect.states import Cancelled, Scheduled
+from sqlalchemy import Text, select, type_coerce, update
 
-from api.connections_service import (
-    GOOGLE_CODE_REJECTED,
-    GOOGLE_NO_REFRESH_TOKEN,
-    STATE_REJECTED,
-    STATE_USED,
-)
+from api.oauth_consent import STATE_REJECTED, STATE_USED
 from core import crypto
+from core.account_checks import GOOGLE_CODE_REJECTED, GOOGLE_NO_REFRESH_TOKEN
 from core.db import session_scope
-from core.models import CalendarConnection
+from core.models import CalendarConnection, ExternalCalendar
 from core.oauth_state import issue_state
+from deployments.names import CALENDAR_SYNC
 from tests.accounts.flows import NOTHING, event_ids, rows_of_user
 from tests.conftest import reset_caches
 from tests.support.google import GoogleEmulator
@@ -314,3 +314,50 @@ def test_with_push_on_enabled_calendars_are_watched_and_closed_when_disabled_or_
     finally:
         monkeypatch.delenv("CALSYNC_PUBLIC_BASE_URL")
         reset_caches()
+
+
+RATE_LIMITED = "Google is rate-limiting requests; retrying at 14:05 UTC."
+
+
+def waiting_out_a_rate_limit(calendar_id: str) -> uuid.UUID:
+    """Leave the calendar as flows/reschedule.py does: its latest run scheduled later, the
+    reason on the row. The run is due in an hour, so nothing starts or reaps it meanwhile."""
+    with get_client(sync_client=True) as prefect:
+        run = prefect.create_flow_run_from_deployment(
+            prefect.read_deployment_by_name(CALENDAR_SYNC).id,
+            parameters={"external_calendar_id": calendar_id},
+            state=Scheduled(scheduled_time=datetime.now(UTC) + timedelta(hours=1)),
+        )
+    with session_scope() as session:
+        session.execute(
+            update(ExternalCalendar)
+            .where(ExternalCalendar.id == uuid.UUID(calendar_id))
+            .values(latest_sync_flow_run_id=run.id, last_sync_error_message=RATE_LIMITED)
+        )
+    return run.id
+
+
+def test_connect_and_the_listing_show_the_same_status_and_message_for_the_same_run(
+    api, google: GoogleEmulator
+) -> None:
+    """A reconnect while the calendar's sync waits out a rate limit joins that run: its answer
+    shows the run exactly as `GET /me/google-connection` does, the wait's reason included."""
+    client = api()
+    email = google.account()["email"]
+    first = client.connect_google(email)
+    (primary,) = [c for c in first["calendars"] if c["is_primary"]]
+    client.wait_for_run(primary["run"]["flow_run_id"], timeout_s=180)
+    waiting = waiting_out_a_rate_limit(primary["id"])
+    try:
+        again = client.connect_google(email)
+
+        (connected,) = [c for c in again["calendars"] if c["id"] == primary["id"]]
+        (listed_connection,) = client.http.get("/me/google-connection").json()
+        (listed,) = [c for c in listed_connection["calendars"] if c["id"] == primary["id"]]
+    finally:
+        with get_client(sync_client=True) as prefect:
+            prefect.set_flow_run_state(waiting, Cancelled(), force=True)
+    shown = lambda run: (run["flow_run_id"], run["status"], run["error"])  # noqa: E731
+    assert shown(connected["run"]) == (str(waiting), "pending", RATE_LIMITED)
+    assert shown(connected["run"]) == shown(listed["run"])
+    assert connected["last_sync_error_message"] == listed["last_sync_error_message"]

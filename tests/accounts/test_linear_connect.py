@@ -8,13 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import Text, select, type_coerce
 
-from api.connections_service import (
-    LINEAR_CODE_REJECTED,
-    LINEAR_KEY_REJECTED,
-    STATE_REJECTED,
-    STATE_USED,
-)
+from api.oauth_consent import STATE_REJECTED, STATE_USED
 from core import crypto
+from core.account_checks import LINEAR_CODE_REJECTED, LINEAR_KEY_REJECTED
 from core.db import session_scope
 from core.models import TaskConnection
 from tests.accounts.flows import NOTHING, rows_of_user

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
-from core.errors import GENERIC_FAILURE, InvalidRequest, user_message_for
-from core.failures import (
+from core.errors import (
+    GENERIC_FAILURE,
+    InvalidRequest,
     MisconfiguredError,
     TransientDatabaseError,
     UnexpectedSyncError,
-    as_sync_error,
+    user_message_for,
 )
+from core.foreign_errors import as_sync_error
 from core.redact import redact
 from core.settings import ConfigError
 

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from core.db import make_engine, session_scope
-from core.errors import NeedsReauth, RateLimitedUntil
-from core.failures import TransientDatabaseError, as_sync_error
+from core.errors import NeedsReauth, RateLimitedUntil, TransientDatabaseError
+from core.foreign_errors import as_sync_error
 from core.models import ExternalCalendar
 from core.settings import get_settings
 from core.sync.calendar import CalendarSyncEngine

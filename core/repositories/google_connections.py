@@ -1,4 +1,6 @@
-"""Store a connected Google account and its calendars (used by the connect flow and the demo)."""
+"""A user's Google accounts and their calendars: store one (the connect flow and the demo), find
+it, choose which calendars sync, remove it with everything it synced. Each function takes a
+session and flushes; the caller owns the transaction."""
 
 from __future__ import annotations
 
@@ -6,10 +8,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
 
-from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar
+from core.models import CalendarConnection, ConnectionStatus, Event, ExternalCalendar
 
 
 def upsert_google_connection(
@@ -71,3 +73,37 @@ def upsert_google_connection(
         row.is_primary = bool(entry.get("primary"))
     session.flush()
     return connection
+
+
+def owned_google_connection(
+    session: Session, user_id: str, connection_id: uuid.UUID
+) -> CalendarConnection | None:
+    """The connection with its calendars if it belongs to `user_id` (else None: a 404)."""
+    return session.scalars(
+        select(CalendarConnection)
+        .where(CalendarConnection.id == connection_id, CalendarConnection.user_id == user_id)
+        .options(selectinload(CalendarConnection.calendars))
+    ).one_or_none()
+
+
+def set_calendar_enabled(session: Session, calendar: ExternalCalendar, enabled: bool) -> bool:
+    """Enable or disable a calendar; False if it already was. Disabling drops its events;
+    either way the sync token goes, so enabling again starts with a full pass."""
+    if calendar.enabled == enabled:
+        return False
+    calendar.enabled = enabled
+    calendar.sync_token = None
+    if not enabled:
+        session.execute(delete(Event).where(Event.external_calendar_id == calendar.id))
+    session.flush()
+    return True
+
+
+def delete_google_connection(session: Session, connection_id: uuid.UUID) -> None:
+    """The connection, its calendars and their events; deleted explicitly rather than by ON DELETE
+    CASCADE, so the outcome never depends on the database enforcing foreign keys."""
+    calendars = select(ExternalCalendar.id).where(ExternalCalendar.connection_id == connection_id)
+    session.execute(delete(Event).where(Event.external_calendar_id.in_(calendars)))
+    session.execute(delete(ExternalCalendar).where(ExternalCalendar.connection_id == connection_id))
+    session.execute(delete(CalendarConnection).where(CalendarConnection.id == connection_id))
+    session.flush()

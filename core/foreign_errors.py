@@ -9,28 +9,18 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
-from core.errors import GENERIC_FAILURE, SyncError
+from core.errors import (
+    MisconfiguredError,
+    SyncError,
+    TransientDatabaseError,
+    UnexpectedSyncError,
+)
 from core.settings import ConfigError
 
 
-class TransientDatabaseError(SyncError):
-    user_message = "Our database was briefly unavailable. The sync will be retried."
-    retryable = True
-
-
-class UnexpectedSyncError(SyncError):
-    """Anything we did not foresee; its detail is its type's name, its traceback dropped."""
-
-    user_message = GENERIC_FAILURE
-
-
-class MisconfiguredError(SyncError):
-    """A setting this worker needs is missing or wrong; the detail names it (ours, so safe)."""
-
-    user_message = "The sync service is misconfigured. We have been notified."
-
-
 def as_sync_error(exc: BaseException) -> SyncError:
+    """Ours as it is; a missing setting, a dropped database connection or anything else as the
+    error of the tree that says so (a foreign exception's text is dropped)."""
     if isinstance(exc, SyncError):
         return exc
     if isinstance(exc, ConfigError):
