@@ -48,7 +48,7 @@ from core.oauth_state import InvalidState, OAuthState, issue_state, verify_state
 from core.providers import google_oauth, linear_oauth
 from core.providers.google_calendar import GoogleCalendarClient
 from core.providers.google_oauth import TokenGrant
-from core.providers.linear import AuthKind, LinearClient, Viewer, exchange_authorization_code
+from core.providers.linear import AuthKind, LinearClient, Viewer
 from core.push_channels import close_channel, open_channel
 from core.repositories.calendars import user_calendar
 from core.repositories.oauth_states import redeem
@@ -355,7 +355,7 @@ def _linear_key_account(settings: Settings, api_key: str) -> LinearAccount:
 
 def _linear_oauth_account(settings: Settings, code: str, state: OAuthState) -> LinearAccount:
     try:
-        tokens = exchange_authorization_code(
+        tokens = linear_oauth.exchange_authorization_code(
             settings, code, settings.linear_oauth_redirect_uri, state.code_verifier
         )
     except NeedsReauth:
