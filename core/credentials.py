@@ -97,13 +97,11 @@ class Credentials:
         the block ends. `NeedsReauth` leaving the block marks the connection.
         """
         stored = self._load(GOOGLE, connection_id)
-        if stored.refresh_token is None:
-            raise NeedsReauth("no refresh token stored", user_message=GOOGLE_REAUTH_MESSAGE)
         access_token, expires_at = self._fresh(GOOGLE, connection_id, stored)
         client = GoogleCalendarClient(
             self.settings,
             access_token=access_token,
-            refresh_token=stored.refresh_token,
+            refresh_token=stored.refresh_token or "",
             expires_at=expires_at,
         )
         with self._marking(GOOGLE, connection_id):
