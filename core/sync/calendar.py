@@ -113,6 +113,9 @@ def months_before(moment: datetime, months: int) -> datetime:
 
 
 class CalendarSyncEngine:
+    """Syncs one Google calendar: `load` its target, take a signed-in client, run a pass on the
+    shared skeleton. `LinearSyncEngine` has the same shape."""
+
     def __init__(
         self,
         settings: Settings | None = None,
