@@ -25,6 +25,7 @@ from core.errors import (
     SyncError,
     TransientProviderError,
 )
+from core.providers.oauth_token import retry_after_s
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -183,7 +184,8 @@ def _iso(moment: datetime) -> str:
 
 
 def _reset_wait_s(response: httpx.Response, now_s: float) -> float | None:
-    """Seconds until `X-RateLimit-Requests-Reset` (epoch milliseconds), if Linear sent it."""
+    """Seconds until `X-RateLimit-Requests-Reset` (epoch milliseconds), if Linear sent it
+    (otherwise a plain `Retry-After` is taken, as for every provider)."""
     raw = response.headers.get("x-ratelimit-requests-reset")
     try:
         return max(0.0, float(raw) / 1000 - now_s) if raw else None
@@ -322,9 +324,10 @@ class LinearClient:
                 return data
             return InvalidRequest(f"Linear answered {operation} without data")
         if code == "RATELIMITED" or status == 429:
+            wait = _reset_wait_s(response, self._clock())
             return RateLimited(
                 f"Linear rate limited {operation}",
-                retry_after_s=_reset_wait_s(response, self._clock()),
+                retry_after_s=wait if wait is not None else retry_after_s(response),
             )
         if code == "AUTHENTICATION_ERROR" or status == 401:
             return NeedsReauth(
