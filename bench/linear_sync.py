@@ -79,7 +79,7 @@ def _naive_sync(connection_id: uuid.UUID, api_key: str) -> int:
                 for issue in page.issues:
                     if not is_open_for(issue, page.viewer_id):
                         continue
-                    row = item_row(issue, connection_id, utcnow())
+                    row = {**item_row(issue, connection_id), "synced_at": utcnow()}
                     existing = session.scalars(
                         select(TaskItem).where(
                             TaskItem.task_connection_id == connection_id,
@@ -102,22 +102,22 @@ def run(issues: int) -> dict[str, Any]:
         _configure(db_url, emulator)
         from core.db import session_factory
         from core.migrate import upgrade
-        from core.sync.linear import sync_task_connection
+        from core.sync.linear import LinearSyncEngine
 
         upgrade(db_url)
-        sessions = session_factory()
+        engine = LinearSyncEngine(sessions=session_factory())
         workspace, user = _viewer(emulator, issues)
         ours = _connection(workspace, user["api_key"])
         naive = _connection(workspace, user["api_key"])
 
         gc.collect()
         started = time.perf_counter()
-        counts = sync_task_connection(sessions, ours)
+        counts = engine.sync(ours)
         elapsed = time.perf_counter() - started
         assert counts.created == issues, counts
 
         httpx.post(f"{emulator}/_control/linear/calls/reset").raise_for_status()
-        incremental = sync_task_connection(sessions, ours)
+        incremental = engine.sync(ours)
         calls = httpx.get(f"{emulator}/_control/linear/calls").json()["linear.graphql"]
         assert not incremental.full_pass and incremental.requests == calls, incremental
 

@@ -24,12 +24,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.credentials import Credentials
 from core.db import session_factory, utcnow
 from core.errors import NotFound, SyncError
 from core.models import ExternalCalendar
 from core.providers.google_calendar import GoogleCalendarClient
 from core.settings import Settings, get_settings
-from core.sync.calendar import CalendarSyncEngine
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,27 @@ def _swap(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class _WatchedCalendar:
+    enabled: bool
+    external_id: str
+    connection_id: uuid.UUID
+
+
+def _watched_calendar(
+    sessions: sessionmaker[Session], calendar_id: uuid.UUID
+) -> _WatchedCalendar | None:
+    with sessions() as session:
+        row = session.execute(
+            select(
+                ExternalCalendar.enabled,
+                ExternalCalendar.external_id,
+                ExternalCalendar.connection_id,
+            ).where(ExternalCalendar.id == calendar_id)
+        ).one_or_none()
+    return _WatchedCalendar(*row) if row is not None else None
+
+
 def _stop(client: GoogleCalendarClient, channel_id: str, resource_id: str) -> None:
     try:
         client.stop_channel(channel_id, resource_id)
@@ -178,14 +199,13 @@ def _replace_channel(
         if not claimed:
             logger.info("calendar %s: another process is replacing its channel", calendar_id)
             return False
-    engine = CalendarSyncEngine(settings, sessions)
     try:
-        target = engine.load(calendar_id)
-        if target is None:
+        calendar = _watched_calendar(sessions, calendar_id)
+        if calendar is None or not calendar.enabled:
             raise NotFound("calendar disabled while its channel was being opened")
-        with engine.client(target) as client:
+        with Credentials(settings, sessions).google_client(calendar.connection_id) as client:
             watched = client.watch_events(
-                target.external_id,
+                calendar.external_id,
                 channel_id=new_id,
                 token=secret,
                 address=f"{settings.public_base_url}{GOOGLE_WEBHOOK_PATH}",
@@ -254,11 +274,10 @@ def close_channel(
     if old.resource_id is None:
         # Not confirmed yet: the open in progress finds its row cleared and stops it itself.
         return True
-    engine = CalendarSyncEngine(settings, sessions)
     try:
-        target = engine.load(calendar_id, enabled_only=False)
-        if target is not None:
-            with engine.client(target) as client:
+        calendar = _watched_calendar(sessions, calendar_id)
+        if calendar is not None:
+            with Credentials(settings, sessions).google_client(calendar.connection_id) as client:
                 _stop(client, old.id, old.resource_id)
     except SyncError as exc:
         logger.warning(

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     google_rate_limit_max_wait_s: float = Field(
         default=10.0, gt=0, validation_alias=AliasChoices("GOOGLE_RATE_LIMIT_MAX_WAIT_S")
     )
+    linear_request_timeout_s: float = Field(
+        default=30.0, gt=0, validation_alias=AliasChoices("LINEAR_REQUEST_TIMEOUT_S")
+    )
     # Rate-limit waits one Linear sync absorbs in total; past that the run is rescheduled.
     linear_rate_limit_max_wait_s: float = Field(
         default=30.0, gt=0, validation_alias=AliasChoices("LINEAR_RATE_LIMIT_MAX_WAIT_S")

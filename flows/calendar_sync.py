@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from core.db import session_factory, session_scope
 from core.models import CalendarConnection, ExternalCalendar
-from core.sync.calendar import CalendarSyncEngine, PassProgress
+from core.sync.calendar import CalendarSyncEngine
+from core.sync.passes import PassProgress
 from core.sync.progress import stored_event_count
 from core.sync_lease import SyncLease
 from flows.hooks import SyncHooks

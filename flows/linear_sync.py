@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from core.db import session_factory, session_scope
 from core.models import TaskConnection
-from core.sync.linear import sync_task_connection
+from core.sync.linear import LinearSyncEngine
+from core.sync.passes import PassProgress
 from core.sync_lease import SyncLease
 from flows.hooks import SyncHooks
 from flows.progress import ProgressReporter
@@ -58,14 +59,13 @@ def sync_linear_issues(task_connection_id: uuid.UUID) -> dict[str, Any]:
     ):
         logger.info("sync lease taken after %.1fs", lease.waited_s)
 
-        def log_page(pages: int, items: int) -> None:
+        def log_page(progress: PassProgress) -> None:
             lease.keep_alive()
-            reporter.page(pages, items)
-            logger.info("page %d done, %d issues so far", pages, items)
+            reporter.page(progress.pages, progress.items)
+            logger.info("page %d done, %d issues so far", progress.pages, progress.items)
 
-        counts = sync_task_connection(
-            sessions, task_connection_id, on_page=log_page, lease=lease.token
-        )
+        engine = LinearSyncEngine(sessions=sessions)
+        counts = engine.sync(task_connection_id, on_page=log_page, lease=lease.token)
         reporter.finish()
     logger.info("sync lease released")
     return counts.as_dict()

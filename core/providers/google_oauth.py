@@ -1,79 +1,34 @@
-"""Google's OAuth endpoints: consent URL, code exchange, refresh, userinfo and revocation,
-mapping failures to typed errors."""
+"""Google's OAuth endpoints: consent URL, userinfo, and the token client
+(`core/providers/oauth_token.py`) bound to Google's endpoints (exchange, refresh, revocation)."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 import httpx
 
-from core.db import utcnow
-from core.errors import AuthError, InvalidRequest, NeedsReauth, TransientProviderError
+from core.errors import AuthError, InvalidRequest, RateLimited, TransientProviderError
+from core.providers import oauth_token
+from core.providers.oauth_token import TokenEndpoint, TokenGrant
 from core.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 GOOGLE_REAUTH_MESSAGE = "Google access was revoked: reconnect your Google account."
 
 
-@dataclass(frozen=True)
-class TokenGrant:
-    access_token: str
-    expires_at: datetime
-    refresh_token: str | None = None
-
-
-def _grant_from(payload: dict[str, object]) -> TokenGrant:
-    expires_in = float(payload.get("expires_in", 3600))  # type: ignore[arg-type]
-    refresh = payload.get("refresh_token")
-    return TokenGrant(
-        access_token=str(payload["access_token"]),
-        expires_at=utcnow() + timedelta(seconds=expires_in),
-        refresh_token=str(refresh) if refresh else None,
-    )
-
-
-def post_token_request(settings: Settings, form: dict[str, str]) -> TokenGrant:
-    """POST a grant to the token endpoint; never logs or raises with the token in the text."""
-    data = {
-        "client_id": settings.google_client_id,
-        "client_secret": settings.google_client_secret,
-        **form,
-    }
-    try:
-        response = httpx.post(
-            settings.google_oauth_token_url, data=data, timeout=settings.google_request_timeout_s
-        )
-    except httpx.HTTPError as exc:
-        raise TransientProviderError(f"token endpoint unreachable: {type(exc).__name__}") from None
-    if response.status_code >= 500:
-        raise TransientProviderError(f"token endpoint answered {response.status_code}")
-    try:
-        payload = response.json()
-    except ValueError:
-        raise TransientProviderError("token endpoint answered with a non-JSON body") from None
-    if response.status_code == 200:
-        return _grant_from(payload)
-    error = str(payload.get("error", "unknown_error"))
-    if error == "invalid_grant":
-        raise NeedsReauth(
-            "refresh token rejected: invalid_grant", user_message=GOOGLE_REAUTH_MESSAGE
-        )
-    if response.status_code == 429:
-        raise TransientProviderError("token endpoint rate limited")
-    raise AuthError(
-        f"token endpoint rejected the request: {error}",
-        user_message="Google rejected our app's credentials. We have been notified.",
+def token_endpoint(settings: Settings) -> TokenEndpoint:
+    return TokenEndpoint(
+        provider="Google",
+        token_url=settings.google_oauth_token_url,
+        revoke_url=settings.google_revoke_url,
+        client_id=settings.google_client_id,
+        client_secret=settings.google_client_secret,
+        timeout_s=settings.google_request_timeout_s,
+        reauth_message=GOOGLE_REAUTH_MESSAGE,
     )
 
 
 def refresh_access_token(settings: Settings, refresh_token: str) -> TokenGrant:
-    return post_token_request(
-        settings, {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    )
+    return oauth_token.refresh_grant(token_endpoint(settings), refresh_token)
 
 
 # What connecting asks for: the account's email (to tell accounts apart) and calendar read access.
@@ -105,14 +60,8 @@ def authorization_url(
 def exchange_code(settings: Settings, code: str, code_verifier: str) -> TokenGrant:
     """Trade an authorization code; an unknown, used or expired code, or one issued for another
     PKCE verifier, raises NeedsReauth."""
-    return post_token_request(
-        settings,
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": settings.google_oauth_redirect_uri,
-            "code_verifier": code_verifier,
-        },
+    return oauth_token.exchange_code(
+        token_endpoint(settings), code, settings.google_oauth_redirect_uri, code_verifier
     )
 
 
@@ -126,7 +75,10 @@ def fetch_account_email(settings: Settings, access_token: str) -> str:
         )
     except httpx.HTTPError as exc:
         raise TransientProviderError(f"userinfo unreachable: {type(exc).__name__}") from None
-    if response.status_code >= 500 or response.status_code == 429:
+    if response.status_code == 429:
+        wait = oauth_token.retry_after_s(response)
+        raise RateLimited("userinfo rate limited", retry_after_s=wait)
+    if response.status_code >= 500:
         raise TransientProviderError(f"userinfo answered {response.status_code}")
     if response.status_code in (401, 403):
         raise AuthError(f"userinfo answered {response.status_code}")
@@ -141,16 +93,4 @@ def fetch_account_email(settings: Settings, access_token: str) -> str:
 
 def revoke_token(settings: Settings, token: str) -> bool:
     """Revoke the grant `token` belongs to; False when Google no longer knows the token."""
-    try:
-        response = httpx.post(
-            settings.google_revoke_url,
-            data={"token": token},
-            timeout=settings.google_request_timeout_s,
-        )
-    except httpx.HTTPError as exc:
-        raise TransientProviderError(f"revoke unreachable: {type(exc).__name__}") from None
-    if response.status_code == 200:
-        return True
-    if response.status_code == 400:
-        return False
-    raise TransientProviderError(f"revoke answered {response.status_code}")
+    return oauth_token.revoke(token_endpoint(settings), token)

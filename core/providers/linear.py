@@ -1,5 +1,5 @@
-"""Linear GraphQL client over httpx: streams assigned-issue pages, refreshes OAuth tokens, and
-maps every failure to the typed errors of `core.errors`.
+"""Linear GraphQL client over httpx: streams assigned-issue pages and maps every failure to the
+typed errors of `core.errors` (OAuth tokens are `linear_oauth.py`'s).
 
 Linear answers GraphQL errors with HTTP 400 and `errors[0].extensions.code`; a personal API key is
 sent raw in `Authorization`, an OAuth access token as `Bearer <token>`.
@@ -11,12 +11,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, Literal, TypedDict
 
 import httpx
 
-from core.db import utcnow
 from core.errors import (
     AuthError,
     InvalidRequest,
@@ -26,6 +25,7 @@ from core.errors import (
     SyncError,
     TransientProviderError,
 )
+from core.providers.oauth_token import retry_after_s
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -134,13 +134,6 @@ class Viewer:
     url_key: str
 
 
-@dataclass(frozen=True)
-class OAuthTokens:
-    access_token: str
-    refresh_token: str
-    expires_at: datetime
-
-
 def parse_timestamp(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -191,7 +184,8 @@ def _iso(moment: datetime) -> str:
 
 
 def _reset_wait_s(response: httpx.Response, now_s: float) -> float | None:
-    """Seconds until `X-RateLimit-Requests-Reset` (epoch milliseconds), if Linear sent it."""
+    """Seconds until `X-RateLimit-Requests-Reset` (epoch milliseconds), if Linear sent it
+    (otherwise a plain `Retry-After` is taken, as for every provider)."""
     raw = response.headers.get("x-ratelimit-requests-reset")
     try:
         return max(0.0, float(raw) / 1000 - now_s) if raw else None
@@ -208,7 +202,10 @@ def _error_code(payload: Any) -> str:
 
 
 class LinearClient:
-    """One client per sync; `request_count` counts every HTTP request, retries included."""
+    """One client per sync; `request_count` counts every HTTP request, retries included.
+
+    With `refresh`, a rejected access token is traded once for a fresh one and the request
+    repeated (as Google's client library does for its tokens)."""
 
     def __init__(
         self,
@@ -220,13 +217,17 @@ class LinearClient:
         clock: Callable[[], float] = time.time,
         max_rate_limit_wait_s: float | None = None,
         transport: httpx.BaseTransport | None = None,
+        refresh: Callable[[str], str] | None = None,
     ) -> None:
-        authorization = access_token if auth_kind == "api_key" else f"Bearer {access_token}"
         self._http = httpx.Client(
-            timeout=settings.google_request_timeout_s,
-            headers={"Authorization": authorization, "Content-Type": "application/json"},
+            timeout=settings.linear_request_timeout_s,
+            headers={"Content-Type": "application/json"},
             transport=transport,
         )
+        self._auth_kind = auth_kind
+        self._use_token(access_token)
+        # Called once with a rejected access token, for a fresh one (see `execute`).
+        self._refresh = refresh
         self._url = settings.linear_api_url
         self._sleep = sleep
         self._clock = clock
@@ -241,6 +242,12 @@ class LinearClient:
     @property
     def request_count(self) -> int:
         return self._requests
+
+    def _use_token(self, access_token: str) -> None:
+        self._access_token = access_token
+        self._http.headers["Authorization"] = (
+            access_token if self._auth_kind == "api_key" else f"Bearer {access_token}"
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -274,6 +281,13 @@ class LinearClient:
                 error = result
             if isinstance(error, RateLimited):
                 self._wait_out(error)
+                continue
+            if isinstance(error, NeedsReauth) and self._refresh is not None:
+                # The access token died before its stated expiry (revoked session, clock skew):
+                # one refresh tells a dead token from a dead grant.
+                refresh, self._refresh = self._refresh, None
+                logger.info("Linear rejected the access token during %s: refreshing", operation)
+                self._use_token(refresh(self._access_token))
                 continue
             transient_attempts += 1
             if not isinstance(error, TransientProviderError) or (
@@ -310,9 +324,10 @@ class LinearClient:
                 return data
             return InvalidRequest(f"Linear answered {operation} without data")
         if code == "RATELIMITED" or status == 429:
+            wait = _reset_wait_s(response, self._clock())
             return RateLimited(
                 f"Linear rate limited {operation}",
-                retry_after_s=_reset_wait_s(response, self._clock()),
+                retry_after_s=wait if wait is not None else retry_after_s(response),
             )
         if code == "AUTHENTICATION_ERROR" or status == 401:
             return NeedsReauth(
@@ -434,63 +449,3 @@ class LinearClient:
                 unassigned_ids=unassigned_ids,
                 max_updated_at=max(stamps, default=None),
             )
-
-
-def _post_token_request(settings: Settings, form: dict[str, str]) -> OAuthTokens:
-    """POST a grant to Linear's token endpoint; never logs or raises with a token in the text."""
-    data = {
-        "client_id": settings.linear_client_id,
-        "client_secret": settings.linear_client_secret,
-        **form,
-    }
-    try:
-        response = httpx.post(
-            settings.linear_oauth_token_url, data=data, timeout=settings.google_request_timeout_s
-        )
-    except httpx.HTTPError as exc:
-        raise TransientProviderError(
-            f"Linear token endpoint unreachable: {type(exc).__name__}"
-        ) from None
-    if response.status_code >= 500:
-        raise TransientProviderError(f"Linear token endpoint answered {response.status_code}")
-    if response.status_code == 429:
-        raise RateLimited("Linear token endpoint rate limited")
-    try:
-        payload = response.json()
-    except ValueError:
-        raise TransientProviderError(
-            "Linear token endpoint answered with a non-JSON body"
-        ) from None
-    if response.status_code == 200 and payload.get("access_token") and payload.get("refresh_token"):
-        return OAuthTokens(
-            access_token=str(payload["access_token"]),
-            refresh_token=str(payload["refresh_token"]),
-            expires_at=utcnow() + timedelta(seconds=float(payload.get("expires_in", 86_399))),
-        )
-    error = str(payload.get("error", "unknown_error")) if isinstance(payload, dict) else "?"
-    if error == "invalid_grant":
-        raise NeedsReauth(
-            "Linear refused the refresh token: invalid_grant", user_message=LINEAR_REAUTH_MESSAGE
-        )
-    raise InvalidRequest(
-        f"Linear token endpoint rejected the request: HTTP {response.status_code} {error}",
-        user_message="Linear rejected our app's credentials. We have been notified.",
-    )
-
-
-def refresh_oauth_token(settings: Settings, refresh_token: str) -> OAuthTokens:
-    """Trade a refresh token for new tokens. Linear rotates: the old refresh token is now dead,
-    so the caller must store both returned tokens before anything else can fail."""
-    return _post_token_request(
-        settings, {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    )
-
-
-def exchange_authorization_code(
-    settings: Settings, code: str, redirect_uri: str, code_verifier: str | None = None
-) -> OAuthTokens:
-    """Trade a code; `code_verifier` is required when the authorize step sent a PKCE challenge."""
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-    if code_verifier is not None:
-        form["code_verifier"] = code_verifier
-    return _post_token_request(settings, form)

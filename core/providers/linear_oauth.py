@@ -1,12 +1,13 @@
-"""Linear's OAuth consent URL and token revocation (the code exchange is in `linear.py`)."""
+"""Linear's OAuth consent URL, and the token client (`core/providers/oauth_token.py`) bound to
+Linear's endpoints for code exchange, refresh (Linear rotates refresh tokens) and revocation."""
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
-import httpx
-
-from core.errors import TransientProviderError
+from core.providers import oauth_token
+from core.providers.linear import LINEAR_REAUTH_MESSAGE
+from core.providers.oauth_token import TokenEndpoint, TokenGrant
 from core.settings import Settings
 
 SCOPES = ("read",)
@@ -28,19 +29,34 @@ def authorization_url(settings: Settings, state: str, code_challenge: str) -> st
     return f"{settings.linear_oauth_authorize_url}?{urlencode(params)}"
 
 
+def token_endpoint(settings: Settings) -> TokenEndpoint:
+    return TokenEndpoint(
+        provider="Linear",
+        token_url=settings.linear_oauth_token_url,
+        revoke_url=settings.linear_oauth_revoke_url,
+        client_id=settings.linear_client_id,
+        client_secret=settings.linear_client_secret,
+        timeout_s=settings.linear_request_timeout_s,
+        reauth_message=LINEAR_REAUTH_MESSAGE,
+        default_expires_in_s=86_399.0,
+        rotates_refresh_tokens=True,
+    )
+
+
+def refresh_oauth_token(settings: Settings, refresh_token: str) -> TokenGrant:
+    """Trade a refresh token for new tokens. Linear rotates: the old refresh token is now dead,
+    so the caller must store both returned tokens before anything else can fail."""
+    return oauth_token.refresh_grant(token_endpoint(settings), refresh_token)
+
+
+def exchange_authorization_code(
+    settings: Settings, code: str, redirect_uri: str, code_verifier: str | None = None
+) -> TokenGrant:
+    """Trade a code; `code_verifier` is required when the authorize step sent a PKCE challenge."""
+    return oauth_token.exchange_code(token_endpoint(settings), code, redirect_uri, code_verifier)
+
+
 def revoke_token(settings: Settings, token: str, *, hint: str = "access_token") -> bool:
-    """Revoke the OAuth grant `token` (an access or refresh token, RFC 7009) belongs to; False
-    when Linear no longer knows it."""
-    try:
-        response = httpx.post(
-            settings.linear_oauth_revoke_url,
-            data={"token": token, "token_type_hint": hint},
-            timeout=settings.google_request_timeout_s,
-        )
-    except httpx.HTTPError as exc:
-        raise TransientProviderError(f"Linear revoke unreachable: {type(exc).__name__}") from None
-    if response.status_code == 200:
-        return True
-    if response.status_code in (400, 401):
-        return False
-    raise TransientProviderError(f"Linear revoke answered {response.status_code}")
+    """Revoke the OAuth grant `token` (an access or refresh token) belongs to; False when Linear
+    no longer knows it."""
+    return oauth_token.revoke(token_endpoint(settings), token, hint=hint)

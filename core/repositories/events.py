@@ -38,13 +38,20 @@ class EventBatch:
         return cls(rows, None, longest)
 
 
+def _stamped(batch: EventBatch) -> bool:
+    """True if the rows carry their own `synced_at` (tests and benchmarks set one)."""
+    if batch.copy is not None:
+        return "synced_at" in batch.copy.columns
+    return bool(batch.rows) and "synced_at" in batch.rows[0]
+
+
 def upsert_events(
     session: Session, calendar_id: uuid.UUID, batch: EventBatch | Sequence[dict[str, Any]]
 ) -> UpsertCounts:
     """Write one calendar's event rows (from `core.sync.event_rows.event_row`, view JSON
     included), and raise the calendar's longest-event bound in the same transaction, so a
     range read never misses an event (long ones have their own lookup). An event whose etag
-    did not change counts as unchanged."""
+    did not change counts as unchanged. Rows without `synced_at` are stamped by the database."""
     if not isinstance(batch, EventBatch):
         batch = EventBatch.of(batch)
     counts = upsert_rows(
@@ -54,6 +61,7 @@ def upsert_events(
         EVENT_KEY,
         "etag",
         copy=batch.copy,
+        stamp=None if _stamped(batch) else "synced_at",
     )
     if counts != UpsertCounts():
         session.execute(

@@ -32,8 +32,10 @@ def event_row(
     calendar_id: Any,
     calendar_external_id: str,
     access_role: str,
-    synced_at: datetime,
+    synced_at: datetime | None = None,
 ) -> dict[str, Any]:
+    """The row for a Google event; without `synced_at`, the writer stamps it (by the
+    database's clock, as the sync engine does)."""
     start_at, start_date = _when(item.get("start", {}))
     end_at, end_date = _when(item.get("end", {}))
     organizer = item.get("organizer") or {}
@@ -61,8 +63,9 @@ def event_row(
         "status": item.get("status", "confirmed"),
         "google_updated_at": parse_rfc3339(item["updated"]) if item.get("updated") else None,
         "etag": item.get("etag"),
-        "synced_at": synced_at,
     }
+    if synced_at is not None:
+        row["synced_at"] = synced_at
     row["is_long"] = is_long(span_seconds(row))
     row["view_json"] = render_view(row)
     return row

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.credentials import token_is_fresh
 from core.db import utcnow
 from core.models import ConnectionStatus, TaskConnection, TaskItem
 from core.providers.linear import AuthKind, IssuePage, LinearClient
 from core.settings import get_settings
-from core.sync.linear import FULL_PASS_EVERY, TOKEN_REFRESH_MARGIN, WATERMARK_OVERLAP, is_open_for
+from core.sync.linear import FULL_PASS_EVERY, WATERMARK_OVERLAP, full_pass_due, is_open_for
 from core.sync.probe import ProbeResult
 from core.sync_lease import lease_free
 
@@ -82,14 +83,9 @@ def probe_linear_connection(
         if connection is None or connection.status == ConnectionStatus.NEEDS_REAUTH:
             return ProbeResult.SKIPPED
         watermark = connection.issues_watermark
-        full_due = (
-            watermark is None
-            or connection.last_full_sync_at is None
-            or now - connection.last_full_sync_at >= full_pass_every
-        )
-        expires_at = connection.access_token_expires_at
-        token_stale = connection.auth_kind == "oauth" and (
-            expires_at is None or expires_at - now <= TOKEN_REFRESH_MARGIN
+        full_due = full_pass_due(watermark, connection.last_full_sync_at, now, full_pass_every)
+        token_stale = connection.auth_kind == "oauth" and not token_is_fresh(
+            connection.access_token_expires_at, now
         )
         auth_kind: AuthKind = "oauth" if connection.auth_kind == "oauth" else "api_key"
         access_token = connection.access_token

@@ -15,6 +15,8 @@ from sqlalchemy import Column, Date, DateTime, Table, select, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from core.db import db_now
+
 
 @dataclass(frozen=True)
 class UpsertCounts:
@@ -58,7 +60,12 @@ def _temporal(column: Column[Any]) -> bool:
 
 
 def _pg_copy_upsert(
-    session: Session, table: Table, conflict: Sequence[str], version: str, staged: CopyRows
+    session: Session,
+    table: Table,
+    conflict: Sequence[str],
+    version: str,
+    staged: CopyRows,
+    stamp: str | None,
 ) -> UpsertCounts:
     """COPY the page into a session-local staging table, then one statement that counts the
     rows already stored (and those whose version is unchanged) and upserts the page.
@@ -73,7 +80,11 @@ def _pg_copy_upsert(
     names = ", ".join(columns)
     # Named by its columns so a connection that outlives a migration never reuses a stale shape.
     staging = f"_staging_{table.name}_{zlib.crc32(names.encode()):08x}"
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in conflict)
+    inserted, selected = names, names
+    if stamp is not None:
+        inserted, selected = f"{names}, {stamp}", f"{names}, now()"
+    updated = [c for c in columns if c not in conflict] + ([stamp] if stamp else [])
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in updated)
     matches = " AND ".join(f"t.{c} = s.{c}" for c in conflict)
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor:
@@ -92,7 +103,7 @@ def _pg_copy_upsert(
         cursor.execute(
             f"WITH stored AS (SELECT t.{version} IS NOT DISTINCT FROM s.{version} AS same "
             f"FROM {staging} s JOIN {table.name} t ON {matches}), "
-            f"written AS (INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
+            f"written AS (INSERT INTO {table.name} ({inserted}) SELECT {selected} FROM {staging} "
             f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {updates}), "
             # Empty for the next page of the same transaction (all CTEs see one snapshot).
             f"emptied AS (DELETE FROM {staging}) "
@@ -141,6 +152,7 @@ def upsert_rows(
     version_column: str,
     *,
     copy: CopyRows | None = None,
+    stamp: str | None = None,
 ) -> UpsertCounts:
     """Insert `rows` (all with the same keys), updating the non-key columns of existing rows;
     a stored row counts as unchanged when its `version_column` equals the new row's.
@@ -148,13 +160,18 @@ def upsert_rows(
     On Postgres the values are COPYed and bypass column type decorators, so rows must hold
     database-ready values (aware UTC datetimes, no secrets to encrypt). There, `copy` (the
     rows converted by `CopyRows.of`, elsewhere) may stand in for `rows`, which can then be empty.
+    `stamp` names a column (absent from the rows) set to the writing transaction's time by the
+    database's clock, the one a sweep compares with (see `core/sync/passes.py`).
     """
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres and copy is not None:
-        return _pg_copy_upsert(session, table, conflict_columns, version_column, copy)
+        return _pg_copy_upsert(session, table, conflict_columns, version_column, copy, stamp)
     if not rows:
         return UpsertCounts()
     if postgres:
         staged = CopyRows.of(table, rows)
-        return _pg_copy_upsert(session, table, conflict_columns, version_column, staged)
+        return _pg_copy_upsert(session, table, conflict_columns, version_column, staged, stamp)
+    if stamp is not None:
+        now = session.execute(select(db_now())).scalar_one()
+        rows = [{**row, stamp: now} for row in rows]
     return _sqlite_upsert(session, table, rows, conflict_columns, version_column)

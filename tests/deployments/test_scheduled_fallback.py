@@ -26,7 +26,7 @@ from core.models import Event, TaskConnection
 from core.push_channels import open_channel
 from core.settings import get_settings
 from core.sync.calendar import CalendarSyncEngine
-from core.sync.linear import sync_task_connection
+from core.sync.linear import LinearSyncEngine
 from deployments import names
 from deployments.supervisor import Supervisor
 from tests.linear.support import LinearEmulator, add_connection, stored_items
@@ -131,7 +131,7 @@ def linear_changed_after_sync(linear: LinearEmulator) -> tuple[uuid.UUID, str]:
     user = linear.user(workspace["id"], name="Grace")
     linear.bulk(user["id"], 3)
     row_id = add_connection(session_factory(), workspace, access_token=user["api_key"])
-    sync_task_connection(session_factory(), row_id)
+    LinearSyncEngine(sessions=session_factory()).sync(row_id)
     return row_id, str(linear.issue(user["id"], title="Only a sweep")["id"])
 
 

@@ -15,9 +15,8 @@ from core.providers.linear import (
     VIEWER_QUERY,
     AuthKind,
     LinearClient,
-    exchange_authorization_code,
-    refresh_oauth_token,
 )
+from core.providers.linear_oauth import exchange_authorization_code, refresh_oauth_token
 from core.settings import get_settings
 from tests.linear.support import LinearEmulator
 from tests.support.processes import free_port

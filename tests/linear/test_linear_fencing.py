@@ -19,9 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import db_now
 from core.errors import LeaseLost
 from core.models import TaskConnection
-from core.providers.linear import AuthKind, LinearClient
 from core.settings import get_settings
-from core.sync.linear import sync_task_connection
+from core.sync.linear import LinearSyncEngine
 from core.sync_lease import SyncLease
 from tests.linear.support import (
     LinearEmulator,
@@ -54,10 +53,7 @@ def test_a_run_that_stalled_past_its_lease_writes_nothing_over_the_newer_run(
     connection_id = add_connection(sessions, viewer["workspace"], access_token=viewer["api_key"])
     ids = linear.bulk(viewer["id"], 25)
     # A's HTTP client waits for its held page rather than timing out.
-    patient = get_settings().model_copy(update={"google_request_timeout_s": 900})
-
-    def patient_client(access_token: str, auth_kind: AuthKind) -> LinearClient:
-        return LinearClient(patient, access_token=access_token, auth_kind=auth_kind)
+    patient = get_settings().model_copy(update={"linear_request_timeout_s": 900})
 
     # A's third page is computed now, then held until the faults are cleared.
     linear.fault(endpoint="linear.graphql", after=2, delay_s=600, delay_response=True)
@@ -71,12 +67,9 @@ def test_a_run_that_stalled_past_its_lease_writes_nothing_over_the_newer_run(
     def run_a() -> None:
         try:
             with lease_a:
-                sync_task_connection(
-                    sessions,
+                LinearSyncEngine(patient, sessions, page_size=PAGE_SIZE).sync(
                     connection_id,
-                    client_factory=patient_client,
-                    on_page=lambda _pages, _items: lease_a.keep_alive(),
-                    page_size=PAGE_SIZE,
+                    on_page=lambda _progress: lease_a.keep_alive(),
                     lease=lease_a.token,
                 )
         except BaseException as exc:
@@ -93,9 +86,8 @@ def test_a_run_that_stalled_past_its_lease_writes_nothing_over_the_newer_run(
         linear.issue(viewer["id"], title="Added while A stalled")
 
         with SyncLease(connection_id, uuid.uuid4(), sessions=sessions, model=TaskConnection) as b:
-            counts = sync_task_connection(
-                sessions, connection_id, page_size=PAGE_SIZE, lease=b.token
-            )
+            engine = LinearSyncEngine(sessions=sessions, page_size=PAGE_SIZE)
+            counts = engine.sync(connection_id, lease=b.token)
         assert counts.full_pass and counts.pages == 3
         assert_matches_truth(linear, sessions, viewer["id"], connection_id)
         after_b = load_connection(sessions, connection_id)

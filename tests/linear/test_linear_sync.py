@@ -15,9 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import utcnow
 from core.errors import NeedsReauth, RateLimitedUntil
 from core.models import ConnectionStatus, TaskConnection, TaskItem
-from core.providers.linear import AuthKind, LinearClient
 from core.settings import get_settings
-from core.sync.linear import LinearSyncCounts, sync_task_connection
+from core.sync.linear import LinearSyncCounts, LinearSyncEngine
 from tests.linear.support import (
     LinearEmulator,
     add_connection,
@@ -29,9 +28,11 @@ from tests.linear.support import (
 Sessions = sessionmaker[Session]
 
 
-def sync(sessions: Sessions, connection_id: Any, **options: Any) -> LinearSyncCounts:
+def sync(
+    sessions: Sessions, connection_id: Any, *, on_page: Any = None, **options: Any
+) -> LinearSyncCounts:
     options.setdefault("page_size", 100)
-    return sync_task_connection(sessions, connection_id, **options)
+    return LinearSyncEngine(sessions=sessions, **options).sync(connection_id, on_page=on_page)
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_first_sync_streams_every_page_and_matches_linear(
     progress: list[tuple[int, int]] = []
 
     counts = sync(
-        sessions, api_key_connection, on_page=lambda pages, items: progress.append((pages, items))
+        sessions, api_key_connection, on_page=lambda p: progress.append((p.pages, p.items))
     )
 
     assert counts.full_pass
@@ -133,7 +134,7 @@ def test_full_pass_sweeps_rows_linear_no_longer_lists_without_rewriting_the_rest
             )
         )
 
-    counts = sync(sessions, api_key_connection, now=lambda: utcnow() + timedelta(hours=25))
+    counts = sync(sessions, api_key_connection, clock=lambda: utcnow() + timedelta(hours=25))
 
     assert counts.full_pass and counts.deleted == 1 and counts.created == 0
     after = stored_items(sessions, api_key_connection)
@@ -167,7 +168,7 @@ def test_auth_error_marks_needs_reauth_and_keeps_every_item(
     linear.revoke(viewer["api_key"])
 
     with pytest.raises(NeedsReauth) as raised:
-        sync(sessions, api_key_connection, now=lambda: utcnow() + timedelta(hours=25))
+        sync(sessions, api_key_connection, clock=lambda: utcnow() + timedelta(hours=25))
 
     assert "reconnect Linear" in raised.value.user_message
     assert viewer["api_key"] not in str(raised.value) and viewer["api_key"] not in caplog.text
@@ -200,13 +201,10 @@ def test_rate_limit_beyond_the_wait_budget_names_when_to_retry_and_keeps_items(
     sync(sessions, api_key_connection)
     linear.rate_limit(1, reset_in_ms=60_000)
 
-    def impatient(token: str, kind: AuthKind) -> LinearClient:
-        return LinearClient(
-            get_settings(), access_token=token, auth_kind=kind, max_rate_limit_wait_s=1.0
-        )
+    impatient = get_settings().model_copy(update={"linear_rate_limit_max_wait_s": 1.0})
 
     with pytest.raises(RateLimitedUntil) as raised:
-        sync(sessions, api_key_connection, client_factory=impatient)
+        sync(sessions, api_key_connection, settings=impatient)
 
     assert not raised.value.retryable, "the run is rescheduled, not retried by the task"
     wait_s = (raised.value.retry_at - datetime.now(UTC)).total_seconds()
@@ -247,7 +245,7 @@ def test_oauth_refresh_rotates_and_stores_both_new_tokens_encrypted(
     assert_matches_truth(linear, sessions, viewer["id"], connection_id)
 
     linear.reset_calls()
-    sync(sessions, connection_id, now=lambda: utcnow() + timedelta(days=2))
+    sync(sessions, connection_id, clock=lambda: utcnow() + timedelta(days=2))
     assert linear.token_calls() == 1
     assert load_connection(sessions, connection_id).status == ConnectionStatus.ACTIVE
 
@@ -289,7 +287,7 @@ def test_revoked_oauth_grant_marks_needs_reauth_and_keeps_items(
     linear.revoke(viewer["refresh_token"])
 
     with pytest.raises(NeedsReauth):
-        sync(sessions, connection_id, now=lambda: utcnow() + timedelta(days=1))
+        sync(sessions, connection_id, clock=lambda: utcnow() + timedelta(days=1))
 
     assert load_connection(sessions, connection_id).status == ConnectionStatus.NEEDS_REAUTH
     assert len(stored_items(sessions, connection_id)) == 5

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import get_engine, utcnow
 from core.models import ConnectionStatus, TaskConnection
 from core.rotate_keys import rotate_all
-from core.sync.linear import sync_task_connection
+from core.sync.linear import LinearSyncEngine
 from tests.conftest import reset_caches
 from tests.linear.support import LinearEmulator, add_connection, load_connection
 
@@ -59,7 +59,7 @@ def test_a_refresh_committed_between_rotations_read_and_write_keeps_its_new_toke
     def refresh_in_between(table: Table, row_id: uuid.UUID) -> None:
         # Rotation has read this row's ciphertext; a sync refreshes and commits before it writes.
         if row_id == connection_id and not refreshed:
-            sync_task_connection(sessions, connection_id, page_size=100)
+            LinearSyncEngine(sessions=sessions, page_size=100).sync(connection_id)
             refreshed.append(load_connection(sessions, connection_id).refresh_token or "")
 
     try:
@@ -70,9 +70,10 @@ def test_a_refresh_committed_between_rotations_read_and_write_keeps_its_new_toke
         assert load_connection(sessions, connection_id).refresh_token == refreshed[0]
         assert stored_refresh_token(sessions, connection_id) != refreshed[0]  # still encrypted
         # Linear still honours it: a sync two days on refreshes with it and stays connected.
-        sync_task_connection(
-            sessions, connection_id, page_size=100, now=lambda: utcnow() + timedelta(days=2)
+        two_days_on = LinearSyncEngine(
+            sessions=sessions, page_size=100, clock=lambda: utcnow() + timedelta(days=2)
         )
+        two_days_on.sync(connection_id)
         assert load_connection(sessions, connection_id).status == ConnectionStatus.ACTIVE
     finally:
         # Back to the session's key, so the runner reads every row (as test_tokens_at_rest does).

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from core.db import session_factory, session_scope, utcnow
 from core.models import TaskConnection
-from core.sync.linear import sync_task_connection
+from core.sync.linear import LinearSyncEngine
 from core.sync.linear_probe import probe_linear_connection
 from core.sync.probe import ProbeResult
 from flows.sweeps import sweep_linear
@@ -39,7 +39,7 @@ def connection(linear: LinearEmulator, *, issues: int = 4, synced: bool = True) 
     sessions = session_factory()
     row_id = add_connection(sessions, workspace, access_token=user["api_key"])
     if synced:
-        sync_task_connection(sessions, row_id)
+        LinearSyncEngine(sessions=sessions).sync(row_id)
         with session_scope() as session:
             session.execute(
                 update(TaskConnection)
@@ -88,7 +88,7 @@ def test_a_linear_probe_compares_the_overlap_window_with_what_is_stored(linear) 
 
     assert probe_linear_connection(sessions, case["row_id"]) == ProbeResult.UNCHANGED
     probed = load_connection(sessions, case["row_id"]).issues_watermark
-    sync_task_connection(sessions, case["row_id"])
+    LinearSyncEngine(sessions=sessions).sync(case["row_id"])
     assert load_connection(sessions, case["row_id"]).issues_watermark == probed
 
     stored = next(iter(stored_items(sessions, case["row_id"])))
