@@ -7,7 +7,9 @@ runner's own sync, and per path the median of each part of the wait, read from t
 history: create (the API call), poll (Scheduled -> Pending: the runner or worker noticing the run),
 start (Pending -> Running: process start, imports, engine setup), flow (Running -> final) and
 report (final -> seen by the client, which polls every 50 ms). Runs are started one at a time, as
-a user's "sync now" would be.
+a user's "sync now" would be. `--runs-in-a-row 1000` then runs 1,000 empty flows one after another
+on the warm runner and on the worker, and prints their RSS (and their forkservers') before and
+after, and the rate.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ EMPTY_FLOW = "bench-empty/empty"
 WARM_EMPTY_FLOW = "bench-empty/warm"
 STOCK_SYNC = "sync-calendar/calendar-sync-stock"
 WORKER_SYNC = "sync-calendar/calendar-sync-worker"
+WORKER_EMPTY_FLOW = "bench-empty/worker"
 WORKER_POOL = "bench-warm"
 PHASES = ("create", "poll", "start", "flow", "report")
 
@@ -109,10 +112,10 @@ def _spawn(env: dict[str, str], args: list[str], log: Path) -> subprocess.Popen[
 
 
 @contextmanager
-def _process(env: dict[str, str], args: list[str], log: Path) -> Iterator[None]:
+def _process(env: dict[str, str], args: list[str], log: Path) -> Iterator[int]:
     process = _spawn(env, args, log)
     try:
-        yield
+        yield process.pid
     finally:
         process.terminate()
         try:
@@ -137,19 +140,18 @@ def _wait_for(deployment: str, timeout_s: float = 120) -> None:
 
 
 def _deploy_for_worker() -> None:
-    """The calendar sync deployed to a `calsync-warm` pool the way prefect.yaml deploys it:
-    its entrypoint, run in this checkout (the pull step), by a worker of that type."""
+    """The calendar sync and the empty flow deployed to a `calsync-warm` pool the way
+    prefect.yaml deploys ours: an entrypoint run in this checkout (the pull step)."""
     from prefect import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
 
+    from bench.latency_runner import empty
     from bench.support import ROOT
-    from core.settings import get_settings
-    from deployments.names import CALENDAR_SYNC_DEPLOYMENT, WORK_POOL_TYPE
-    from deployments.spec import deployment_specs
+    from deployments.names import WORK_POOL_TYPE
     from deployments.warm_worker import WarmProcessWorker
     from flows.calendar_sync import sync_calendar
 
-    [spec] = [s for s in deployment_specs(get_settings()) if s.name == CALENDAR_SYNC_DEPLOYMENT]
+    pull = [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
     with get_client(sync_client=True) as client:
         client.create_work_pool(
             WorkPoolCreate(
@@ -158,19 +160,77 @@ def _deploy_for_worker() -> None:
                 base_job_template=WarmProcessWorker.get_default_base_job_template(),
             )
         )
-        flow_id = client.create_flow(sync_calendar)
-        client.create_deployment(
-            flow_id=flow_id,
-            name=WORKER_SYNC.split("/")[1],
-            entrypoint=spec.entrypoint,
-            work_pool_name=WORKER_POOL,
-            pull_steps=[
-                {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
-            ],
-        )
+        for flow, deployment in ((sync_calendar, WORKER_SYNC), (empty, WORKER_EMPTY_FLOW)):
+            client.create_deployment(
+                flow_id=client.create_flow(flow),
+                name=deployment.split("/")[1],
+                entrypoint=f"{flow.fn.__module__.replace('.', '/')}.py:{flow.fn.__name__}",
+                work_pool_name=WORKER_POOL,
+                pull_steps=pull,
+            )
 
 
-def run(samples: int) -> dict[str, Any]:
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def _forkserver_of(pid: int) -> int:
+    from deployments.warm_start import forkserver_of
+
+    forkserver = forkserver_of(pid)
+    if forkserver is None:
+        raise RuntimeError(f"{pid} started no forkserver")
+    return forkserver
+
+
+def _runs_in_a_row(deployment: str, starter_pid: int, runs: int) -> dict[str, Any]:
+    """`runs` empty-flow runs one after another: the starter's and its forkserver's RSS before
+    and after (flat: each run's memory goes with its fork), and the rate."""
+    forkserver = _forkserver_of(starter_pid)
+    before = _rss_mb(starter_pid), _rss_mb(forkserver)
+    started = time.perf_counter()
+    failed = 0
+    for _ in range(runs):
+        try:
+            _trigger_to_final(deployment, {})
+        except RuntimeError:
+            failed += 1
+    elapsed = time.perf_counter() - started
+    after = _rss_mb(starter_pid), _rss_mb(_forkserver_of(starter_pid))
+    return {
+        "runs": runs,
+        "failed": failed,
+        "runs_per_s": round(runs / elapsed, 2),
+        "rss_mb_before": {"starter": before[0], "forkserver": before[1]},
+        "rss_mb_after": {"starter": after[0], "forkserver": after[1]},
+    }
+
+
+@contextmanager
+def _side_processes(stack: Any, scratch: Path) -> Iterator[int]:
+    """The stock runner (Prefect's own serve) and a `calsync-warm` worker; yields its pid."""
+    from deployments.warm_worker import entry_point_dir
+
+    plugin = entry_point_dir(scratch / "plugin")
+    worker_env = {
+        **stack.env,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(plugin or ""), stack.env.get("PYTHONPATH", "")) if p
+        ),
+    }
+    stock_env = {**stack.env, "CALSYNC_WARM_STARTS": "false"}
+    worker_args = ["-m", "prefect", "worker", "start", "--pool", WORKER_POOL, "--limit", "4"]
+    with (
+        _process(stock_env, ["-m", "bench.latency_runner", "--stock"], scratch / "stock.log"),
+        _process(worker_env, worker_args, scratch / "worker.log") as worker,
+    ):
+        yield worker
+
+
+def run(samples: int, runs_in_a_row: int) -> dict[str, Any]:
     from bench.stack import running_stack
     from deployments.names import CALENDAR_SYNC
 
@@ -181,6 +241,7 @@ def run(samples: int) -> dict[str, Any]:
         "stock_sync": [],
         "worker_sync": [],
     }
+    churn: dict[str, Any] = {}
     with (
         running_stack(
             api=False,
@@ -190,23 +251,8 @@ def run(samples: int) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="calsync-latency-") as scratch,
     ):
         stack.activate()
-        from deployments.warm_worker import entry_point_dir
-
-        logs = Path(scratch)
-        stock_env = {**stack.env, "CALSYNC_WARM_STARTS": "false"}
-        plugin = entry_point_dir(logs / "plugin")
-        worker_env = {
-            **stack.env,
-            "PYTHONPATH": os.pathsep.join(
-                p for p in (str(plugin or ""), stack.env.get("PYTHONPATH", "")) if p
-            ),
-        }
         _deploy_for_worker()
-        worker_args = ["-m", "prefect", "worker", "start", "--pool", WORKER_POOL, "--limit", "4"]
-        with (
-            _process(stock_env, ["-m", "bench.latency_runner", "--stock"], logs / "stock.log"),
-            _process(worker_env, worker_args, logs / "worker.log"),
-        ):
+        with _side_processes(stack, Path(scratch)) as worker_pid:
             _wait_for(EMPTY_FLOW)
             _wait_for(STOCK_SYNC)
             calendar_id = _seed_calendar(stack.emulator_url)
@@ -225,6 +271,10 @@ def run(samples: int) -> dict[str, Any]:
             for _ in range(samples):
                 for path, (deployment, params) in deployments.items():
                     paths[path].append(_trigger_to_final(deployment, params))
+            if runs_in_a_row:
+                runner_pid = stack.named["runner"].pid
+                churn["runner"] = _runs_in_a_row(WARM_EMPTY_FLOW, runner_pid, runs_in_a_row)
+                churn["worker"] = _runs_in_a_row(WORKER_EMPTY_FLOW, worker_pid, runs_in_a_row)
     p50 = {path: _medians(samples_) for path, samples_ in paths.items()}
     sync_p50, empty_p50 = p50["sync"]["total"], p50["empty_flow"]["total"]
     return {
@@ -237,6 +287,7 @@ def run(samples: int) -> dict[str, Any]:
         "warm_empty_flow_p50_s": p50["warm_empty_flow"]["total"],
         "stock_sync_p50_s": p50["stock_sync"]["total"],
         "breakdown_p50_s": p50,
+        **({"runs_in_a_row": churn} if churn else {}),
         "targets": TARGETS,
     }
 
@@ -245,8 +296,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument(
+        "--runs-in-a-row",
+        type=int,
+        default=0,
+        help="then this many empty runs in a row on the warm runner and worker (RSS, rate)",
+    )
     args = parser.parse_args()
-    result = run(args.samples)
+    result = run(args.samples, args.runs_in_a_row)
     print(
         json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items())
     )

@@ -21,12 +21,13 @@ tests/deployments/test_warm_start_shape.py fails when the internals named here c
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
 import os
-import runpy
 import sys
+import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,19 @@ def find_run_process(flow_run_id: object) -> int | None:
     return None
 
 
+def forkserver_of(pid: int) -> int | None:
+    """The forkserver process `pid` (a runner or worker) started, if any."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or b"forkserver" not in (proc / "cmdline").read_bytes():
+                continue
+            if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
 def _run_engine(env: dict[str, str], cwd: str | None, new_session: bool) -> None:
     """In the fork: what `python -m prefect.engine` would do, in the env Prefect built for it."""
     from prefect.context import SettingsContext, get_settings_context
@@ -108,7 +122,22 @@ def _run_engine(env: dict[str, str], cwd: str | None, new_session: bool) -> None
     # Settings objects built at import read the forkserver's env; this run reads its own.
     with SettingsContext(profile=get_settings_context().profile, settings=Settings()):
         setup_logging()
-        runpy.run_module(ENGINE_MODULE, run_name="__main__", alter_sys=True)
+        _exec_as_main(ENGINE_MODULE)
+
+
+def _exec_as_main(module: str) -> None:
+    """`python -m module` in this process (runpy's `run_module` warns, rightly, when the module
+    was imported already; here that is the point: its imports are warm, its code runs anew)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.loader is None or spec.origin is None:
+        raise ImportError(module)
+    code = spec.loader.get_code(module)  # type: ignore[attr-defined]
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        __file__=spec.origin, __spec__=spec, __loader__=spec.loader, __package__=spec.parent
+    )
+    sys.modules["__main__"] = main
+    exec(code, main.__dict__)
 
 
 def _is_engine_command(command: list[str]) -> bool:
