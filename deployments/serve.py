@@ -85,8 +85,8 @@ def serve_deployments(*deployments: RunnerDeployment, limit: int = 8) -> None:
     _display_serve_start_message(*deployments)
     try:
         asyncio.run(_serve(runner, deployment_ids, warm))  # type: ignore[arg-type]
-    except (KeyboardInterrupt, TerminationSignal) as exc:
-        logger.info("Received %s, shutting down...", type(exc).__name__)
+    except* (KeyboardInterrupt, TerminationSignal):  # from inside the task group: a group
+        logger.info("Received a stop signal, shutting down...")
 
 
 def main() -> None:

@@ -54,9 +54,12 @@ def _wait_for_deployments(process: Any, log: Path, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def warm_runner(prefect_server: str, tmp_path_factory) -> Iterator[int]:
-    """Our runner serving the probe flows; yields its pid."""
+    """Our runner (deployments/serve.py's `serve_deployments`) serving the probe flows; yields
+    its pid."""
     log = tmp_path_factory.mktemp("warm-runner") / "runner.log"
-    process = start([python(), "-m", "tests.deployments.warm_flows"], dict(os.environ), log)
+    # Its poll is too slow to start any run in these tests: the new-run wake-up starts them.
+    env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "300"}
+    process = start([python(), "-m", "tests.deployments.warm_flows"], env, log)
     try:
         _wait_for_deployments(process, log, warm_flows.DEPLOYMENT)
         yield process.pid
