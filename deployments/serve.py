@@ -7,7 +7,6 @@ import asyncio
 import logging
 from uuid import UUID
 
-import anyio
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import TerminationSignal
@@ -66,11 +65,14 @@ def entrypoint_module(entrypoint: str) -> str:
 
 
 async def _serve(runner: Runner, deployment_ids: list[UUID], wake: bool) -> None:
-    async with anyio.create_task_group() as group:
-        if wake:
-            group.start_soon(wake_on_new_runs, runner, deployment_ids)
+    # A plain task, not a task group around `runner.start()`: the runner's SIGTERM handler
+    # raises SystemExit wherever the loop is, and its shutdown must unwind only its own scopes.
+    waker = asyncio.create_task(wake_on_new_runs(runner, deployment_ids)) if wake else None
+    try:
         await runner.start()
-        group.cancel_scope.cancel()
+    finally:
+        if waker is not None:
+            waker.cancel()
 
 
 def serve_deployments(*deployments: RunnerDeployment, limit: int = 8) -> None:
@@ -85,8 +87,8 @@ def serve_deployments(*deployments: RunnerDeployment, limit: int = 8) -> None:
     _display_serve_start_message(*deployments)
     try:
         asyncio.run(_serve(runner, deployment_ids, warm))  # type: ignore[arg-type]
-    except* (KeyboardInterrupt, TerminationSignal):  # from inside the task group: a group
-        logger.info("Received a stop signal, shutting down...")
+    except (KeyboardInterrupt, TerminationSignal) as exc:
+        logger.info("Received %s, shutting down...", type(exc).__name__)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ import multiprocessing.forkserver
 import os
 import sys
 import types
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,11 @@ import anyio
 import anyio.abc
 
 FORKSERVER = multiprocessing.get_context("forkserver")
+# A fork re-runs the starter's `python -m` module as `__mp_main__` (multiprocessing's spawn-style
+# preparation), which is already imported there: runpy says so on every run. Expected, not news.
+warnings.filterwarnings(
+    "ignore", r".* found in sys\.modules after import of package", RuntimeWarning, "runpy"
+)
 ENGINE_MODULE = "prefect.engine"
 RUN_ID_VAR = "PREFECT__FLOW_RUN_ID"
 # What every run needs before its first line; the flows' own modules are added by the caller.
