@@ -72,8 +72,14 @@ BENCHMARKS: dict[str, list[Figure]] = {
         Figure(
             "sync_p50_s",
             "empty_flow_p50_s",
-            "≤ 3 s and ≤ 1.3x empty flow",
-            "trigger→completed p50, s",
+            "≤ 1.2 s and ≤ 0.35x stock empty flow",
+            "no-change sync trigger→completed p50, s (vs stock runner's empty flow)",
+        ),
+        Figure(
+            "worker_sync_p50_s",
+            "empty_flow_p50_s",
+            "≤ 1.5 s",
+            "same on the calsync-warm worker, s",
         ),
     ],
     "fallback": [

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -56,17 +55,10 @@ BURSTS: dict[str, dict[str, object]] = {
 
 
 def flow_run_pid(run_id: uuid.UUID) -> int | None:
-    """The process executing `run_id`: the runner starts it with the run's ID in its env."""
-    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
-                return int(proc.name)
-        except OSError:
-            continue
-    return None
+    """The process executing `run_id` (a warm fork or a process Prefect exec'd)."""
+    from deployments.warm_start import find_run_process
+
+    return find_run_process(run_id)
 
 
 class FaultInjector:

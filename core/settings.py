@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     schedules_active: bool = Field(
         default=True, validation_alias=AliasChoices("CALSYNC_SCHEDULES_ACTIVE")
     )
+    # Runs fork from a process with Prefect and the flows imported (deployments/warm_start.py);
+    # `false` gives Prefect's own start, a fresh interpreter per run (the benchmark's baseline).
+    warm_starts: bool = Field(default=True, validation_alias=AliasChoices("CALSYNC_WARM_STARTS"))
 
     # Per-user limits in each API process (core/rate_limits.py), far above what a person clicking
     # in the frontend reaches; tests and benchmarks tune them.

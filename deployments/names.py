@@ -23,6 +23,8 @@ LINEAR_SWEEP_DEPLOYMENT = "linear-sweep"
 LINEAR_SWEEP = f"{LINEAR_SWEEP_FLOW}/{LINEAR_SWEEP_DEPLOYMENT}"
 
 WORK_POOL = "calsync-process"
+# The pool's worker type: deployments/warm_worker.py, registered by pyproject's entry point.
+WORK_POOL_TYPE = "calsync-warm"
 # Every calsync deployment carries this tag; the crash automation (automations.py) matches it.
 RUN_TAG = "calsync"
 

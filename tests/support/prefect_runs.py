@@ -40,21 +40,14 @@ def wait_for(run_id: uuid.UUID, predicate: Any = None, timeout_s: float = 90) ->
 
 
 def flow_run_pid(run_id: uuid.UUID, timeout_s: float = 20) -> int:
-    """The PID of the process executing `run_id` (the runner starts it with the run's ID in env)."""
-    import os
-    from pathlib import Path
+    """The PID of the process executing `run_id` (a warm fork or a process Prefect exec'd)."""
+    from deployments.warm_start import find_run_process
 
-    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit() or int(proc.name) == os.getpid():
-                continue
-            try:
-                if marker in (proc / "environ").read_bytes().split(b"\0"):
-                    return int(proc.name)
-            except OSError:
-                continue
+        pid = find_run_process(run_id)
+        if pid is not None:
+            return pid
         time.sleep(0.2)
     raise TimeoutError(f"no process runs flow run {run_id}")
 

@@ -13,6 +13,7 @@ from deployments import names
 from deployments.supervisor import Supervisor
 from tests.support.processes import ROOT, free_port, python
 from tests.support.server_logs import assert_no_service_errors
+from tests.support.worker_plugin import with_worker_plugin
 
 
 def isolated_env(home: Path, api_url: str, **extra: str) -> dict[str, str]:
@@ -21,7 +22,7 @@ def isolated_env(home: Path, api_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_DATABASE_CONNECTION_URL"}
     # The UI is off through PREFECT_SERVER_UI_ENABLED (the session's environment).
     env.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": api_url, **extra})
-    return env
+    return with_worker_plugin(env)
 
 
 @contextmanager
@@ -55,7 +56,7 @@ def deploy_all(env: dict[str, str], prefect_file: Path | None = None) -> None:
     """`prefect work-pool create` then `prefect --no-prompt deploy --all` (README)."""
     where = ["--prefect-file", str(prefect_file)] if prefect_file else []
     for command in (
-        ["work-pool", "create", names.WORK_POOL, "--type", "process"],
+        ["work-pool", "create", names.WORK_POOL, "--type", names.WORK_POOL_TYPE],
         ["--no-prompt", "deploy", "--all", *where],
     ):
         done = prefect_cli(env, *command)

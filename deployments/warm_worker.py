@@ -1,0 +1,139 @@
+"""The production worker type `calsync-warm`: Prefect's process worker whose runs fork from a
+process with Prefect and our flows already imported (see `deployments/warm_start.py`).
+
+Registered the way Prefect documents worker plugins: the `prefect.collections` entry point in
+pyproject.toml imports this module, which defines a `BaseWorker` subclass with its own `type`;
+then `prefect work-pool create calsync-process --type calsync-warm` and
+`prefect worker start --pool calsync-process` pick it up. Everything but the start of the run's
+process is `ProcessWorker`'s: its job template and variables, env, working directory, the
+control channel for cancellation, and the exit code read back as the run's outcome.
+
+Prefect's server imports this module too (it loads every collection), so importing it must stay
+cheap: the forkserver starts with the worker, not at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+from prefect.flows import load_flow_from_flow_run
+from prefect.runner._flow_run_executor import FlowRunExecutionResult, FlowRunExecutorContext
+from prefect.runner._process_manager import ProcessHandle
+from prefect.runner._starter_engine import EngineCommandStarter
+from prefect.utilities.processutils import command_to_string, get_sys_executable
+from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
+
+from deployments import names
+from deployments.warm_start import ENGINE_MODULE, install_warm_starts
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+
+WORKER_TYPE = names.WORK_POOL_TYPE
+
+
+def entry_point_dir(directory: Path) -> Path | None:
+    """For a checkout whose install predates the entry point (`pip install -e .` not rerun):
+    a dist-info declaring it, to put on PYTHONPATH; None when the installed one declares it."""
+    import importlib.metadata
+    import tomllib
+
+    group = "prefect.collections"
+    if any(ep.value == __name__ for ep in importlib.metadata.entry_points(group=group)):
+        return None
+    root = Path(__file__).resolve().parent.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]
+    info = directory / "calsync_worker_plugin-0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: calsync-worker-plugin\nVersion: 0\n"
+    )
+    lines = [f"{name} = {value}" for name, value in declared[group].items()]
+    (info / "entry_points.txt").write_text(f"[{group}]\n" + "\n".join(lines) + "\n")
+    return directory
+
+
+def _flow_modules() -> list[str]:
+    from core.settings import get_settings
+    from deployments.spec import deployment_specs
+
+    return [spec.flow.fn.__module__ for spec in deployment_specs(get_settings())]
+
+
+class WarmProcessWorker(ProcessWorker):
+    type = WORKER_TYPE
+    _description = (
+        "calsync's process worker: flow runs fork from a process with Prefect and the flows "
+        "already imported, instead of starting `python -m prefect.engine` afresh."
+    )
+    _display_name = "Process (warm starts)"
+
+    async def __aenter__(self) -> WarmProcessWorker:
+        from core.settings import get_settings
+
+        if get_settings().warm_starts:
+            install_warm_starts(_flow_modules())
+        await super().__aenter__()
+        return self
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: ProcessJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> ProcessWorkerResult:
+        """`ProcessWorker.run` with the engine command always (not Prefect's workspace
+        supervisor, a second interpreter that resolves uv workspaces we do not use)."""
+        if task_status is None:
+            task_status = anyio.TASK_STATUS_IGNORED
+        command = (
+            configuration.command
+            if configuration._command_configured
+            else command_to_string([get_sys_executable(), "-m", ENGINE_MODULE])
+        )
+        working_dir_ctx: contextlib.AbstractContextManager[Any] = (
+            tempfile.TemporaryDirectory(suffix="prefect")
+            if not configuration.working_dir
+            else contextlib.nullcontext(configuration.working_dir)
+        )
+        execution: FlowRunExecutionResult | None = None
+        with working_dir_ctx as working_dir, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            async with FlowRunExecutorContext() as ctx:
+                starter = EngineCommandStarter(
+                    command=command,
+                    cwd=Path(working_dir).resolve(),
+                    env=configuration.env,
+                    stream_output=configuration.stream_output,
+                    control_channel=ctx.control_channel,
+                )
+                executor = ctx.create_executor(
+                    flow_run,
+                    starter,
+                    resolve_flow=load_flow_from_flow_run,
+                    propose_submitting=False,
+                )
+
+                async def execute(
+                    *, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
+                ) -> None:
+                    nonlocal execution
+                    execution = await executor.submit(task_status=task_status)
+
+                async with anyio.create_task_group() as task_group:
+                    handle = await task_group.start(execute)
+                    if handle.pid is None:
+                        raise RuntimeError("Flow run process has no PID")
+                    task_status.started(handle.pid)
+
+        if execution is None or execution.status_code is None:
+            raise RuntimeError("Failed to start flow run process.")
+        return ProcessWorkerResult(
+            status_code=execution.status_code, identifier=str(execution.handle.pid)
+        )
