@@ -8,12 +8,11 @@ cannot answer, the runs simply have none this time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
+from cachetools import LRUCache, TTLCache
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -25,6 +24,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import Artifact
 from prefect.client.schemas.sorting import ArtifactSort
 
+from api.read_batcher import ReadBatcher
 from core.sync.progress import SyncProgress, parse_description
 
 logger = logging.getLogger(__name__)
@@ -45,70 +45,44 @@ class ProgressReader:
     ) -> None:
         self._client = client
         self._bounded = bounded
-        self._final: OrderedDict[uuid.UUID, SyncProgress | None] = OrderedDict()
-        self._live: dict[uuid.UUID, tuple[float, SyncProgress | None]] = {}
-        self._waiting: dict[uuid.UUID, asyncio.Future[SyncProgress | None]] = {}
-        self._final_wanted: set[uuid.UUID] = set()
-        self._flush_task: asyncio.Task[None] | None = None
+        self._final: LRUCache[uuid.UUID, SyncProgress | None] = LRUCache(FINAL_CACHE_SIZE)
+        self._live: TTLCache[uuid.UUID, SyncProgress | None] = TTLCache(
+            FINAL_CACHE_SIZE, LIVE_TTL_S
+        )
+        self._batcher: ReadBatcher[uuid.UUID, SyncProgress | None] = ReadBatcher(
+            self._fetch, window_s=BATCH_WINDOW_S, max_batch=BATCH_MAX
+        )
 
     async def read(
         self, run_ids: Iterable[uuid.UUID], final: Iterable[uuid.UUID] = ()
     ) -> dict[uuid.UUID, SyncProgress]:
         """Progress of each run that reported some; `final` names the runs that have ended."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         ended = set(final)
-        found: dict[uuid.UUID, SyncProgress] = {}
-        pending: list[tuple[uuid.UUID, asyncio.Future[SyncProgress | None]]] = []
+        found: dict[uuid.UUID, SyncProgress | None] = {}
+        misses: list[uuid.UUID] = []
         for run_id in dict.fromkeys(run_ids):
             if run_id in self._final:
-                progress = self._final[run_id]
-                if progress is not None:
-                    found[run_id] = progress
-                continue
-            cached = self._live.get(run_id)
-            if run_id in ended:
-                # Only a read that starts after the run ended may be kept for good.
-                self._final_wanted.add(run_id)
-            elif cached is not None and now - cached[0] < LIVE_TTL_S:
-                if cached[1] is not None:
-                    found[run_id] = cached[1]
-                continue
-            future = self._waiting.get(run_id)
-            if future is None:
-                future = self._waiting[run_id] = loop.create_future()
-            pending.append((run_id, future))
-        if pending:
-            if self._flush_task is None or self._flush_task.done():
-                self._flush_task = loop.create_task(self._flush())
-            for run_id, future in pending:
-                progress = await asyncio.shield(future)
-                if progress is not None:
-                    found[run_id] = progress
-        return found
-
-    async def _flush(self) -> None:
-        await asyncio.sleep(BATCH_WINDOW_S)
-        while self._waiting:
-            batch = dict(list(self._waiting.items())[:BATCH_MAX])
-            for run_id in batch:
-                del self._waiting[run_id]
-            ended = batch.keys() & self._final_wanted
-            self._final_wanted -= ended
+                found[run_id] = self._final[run_id]
+            elif run_id not in ended and run_id in self._live:
+                found[run_id] = self._live[run_id]
+            else:
+                # An ended run is read again: only a read that starts after the end is kept
+                # for good (the batcher never hands out an answer from an earlier read).
+                misses.append(run_id)
+        if misses:
             try:
-                latest = await self._fetch(list(batch))
+                read = await self._batcher.read(misses)
             except Exception as exc:
+                # Nothing is cached: the next read asks again.
                 logger.warning("reading sync progress failed: %s: %s", type(exc).__name__, exc)
-                for future in batch.values():
-                    if not future.done():
-                        future.set_result(None)
-                continue
-            now = asyncio.get_running_loop().time()
-            for run_id, future in batch.items():
-                progress = latest.get(run_id)
-                self._remember(run_id, progress, now, final=run_id in ended)
-                if not future.done():
-                    future.set_result(progress)
+                read = {}
+            for run_id, progress in read.items():
+                if run_id in ended:
+                    self._final[run_id] = progress
+                else:
+                    self._live[run_id] = progress
+            found.update(read)
+        return {run_id: progress for run_id, progress in found.items() if progress is not None}
 
     async def _fetch(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, SyncProgress | None]:
         artifacts = await self._bounded(
@@ -130,16 +104,3 @@ class ProgressReader:
             if run_id is not None and run_id not in latest:
                 latest[run_id] = parse_description(artifact.description)
         return latest
-
-    def _remember(
-        self, run_id: uuid.UUID, progress: SyncProgress | None, now: float, *, final: bool
-    ) -> None:
-        if final:
-            self._final[run_id] = progress
-            self._live.pop(run_id, None)
-            while len(self._final) > FINAL_CACHE_SIZE:
-                self._final.popitem(last=False)
-        else:
-            self._live[run_id] = (now, progress)
-            if len(self._live) > FINAL_CACHE_SIZE:
-                self._live.clear()

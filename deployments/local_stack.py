@@ -263,6 +263,13 @@ def first_syncs(calendars: list[tuple[str, str]], workspaces: list[tuple[str, st
             say(f"synced {kind} {name!r}: {outcome}, {synced_rows(kind, row_id)}")
 
 
+def api_workers_args() -> list[str]:
+    """uvicorn's `--workers` from `CALSYNC_API_WORKERS` (see api/main.py on what each holds)."""
+    from core.settings import get_settings
+
+    return ["--workers", str(get_settings().api_workers)]
+
+
 def demo_token() -> str:
     from api.auth import issue_dev_token
 
@@ -325,6 +332,7 @@ def main() -> None:
                 "127.0.0.1",
                 "--port",
                 str(ports.api),
+                *api_workers_args(),
             ],
         )
         wait_for_deployments(runner)
