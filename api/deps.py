@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from api.auth import CurrentUser
-from api.live import LiveHub
+from api.live_hub import LiveHub
 from api.orchestrator import Orchestrator
 from core.db import session_factory
 

@@ -22,7 +22,7 @@ from api.body_limit import BodyLimit, document_body_limit
 from api.catch_all import CatchAll
 from api.errors import ErrorCode, error_response, http_error
 from api.limits import UserLimits
-from api.live import LiveHub
+from api.live_hub import LiveHub
 from api.openapi_contract import install_contract, operation_id
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
 from api.owed_starts import start_owed
@@ -41,7 +41,7 @@ from api.routes import (
 from api.routes import metrics as metrics_route
 from api.routes import settings as user_settings
 from api.routes.demo_page import router as demo_page_router
-from api.routes.live import router as live_router
+from api.routes.sync_streams import router as sync_streams_router
 from api.run_reconciler import RunReconciler
 from core.errors import SyncError
 from core.log_config import configure_logging
@@ -168,7 +168,7 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
     for module in routers:
         app.include_router(module.router)
     app.include_router(demo_page_router)
-    app.include_router(live_router)
+    app.include_router(sync_streams_router)
     app.include_router(stream_tickets.router)
     app.include_router(metrics_route.router)
     install_contract(app)

@@ -12,8 +12,8 @@ this process as it happens, so a state read (or heard) since the subscription be
 true until an event says otherwise: such entries are kept `EVENT_BACKED_TTL_S` (a safety net),
 others `LIVE_STATE_TTL_S`. Pollers of a run that is not changing then cost no Prefect call.
 When the subscription drops, those entries are dropped with it. It also
-owns Prefect's event stream (`run_changes`, in api/run_events.py) and the runs' progress
-artifacts (`read_progress`, in api/run_progress.py).
+owns Prefect's event stream (`run_changes`, in api/prefect_events.py) and the runs' progress
+artifacts (`read_progress`, in api/progress_reader.py).
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
 from api.metrics import PREFECT_CALL_ERRORS, STATUS_CACHE
+from api.prefect_events import ARTIFACT_UPDATED, FLOW_RUN_PREFIX, prefect_events
+from api.progress_reader import ProgressReader
 from api.read_batcher import ReadBatcher
-from api.run_events import ARTIFACT_UPDATED, FLOW_RUN_PREFIX, prefect_events
-from api.run_progress import ProgressReader
 from api.sync_metrics import record_sync_finished
 from core.errors import CANCELLED, CRASHED, safe_message_from_state
 from core.sync.progress import SyncProgress, parse_description

@@ -1,6 +1,6 @@
 """Concurrent reads of many keys coalesced into one fetch per few milliseconds.
 
-The orchestrator's run reads (api/orchestrator.py) and progress reads (api/run_progress.py)
+The orchestrator's run reads (api/orchestrator.py) and progress reads (api/progress_reader.py)
 both have many pollers asking Prefect about overlapping runs at once: each caller waits for its
 keys, every key is fetched once however many callers want it, and a batch collects what arrives
 within `window_s` (up to `max_batch` keys per fetch). Caching the answers is the caller's job

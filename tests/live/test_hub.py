@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.live import FINAL_ID_BASE, QUEUE_SIZE, LiveHub, Mode, RunUpdate, Watcher
+from api.live_hub import FINAL_ID_BASE, QUEUE_SIZE, LiveHub, Mode, RunUpdate, Watcher
 from api.orchestrator import RunChange, RunInfo, RunStatus
 from core.sync.progress import SyncProgress
 
@@ -189,7 +189,7 @@ def test_a_slow_stream_keeps_the_newest_updates() -> None:
 def test_without_the_event_stream_it_polls_says_so_once_and_comes_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="api.live")
+    caplog.set_level(logging.INFO, logger="api.live_hub")
 
     async def test(hub: LiveHub, fake: FakeOrchestrator) -> None:
         fake.stream_up = False
