@@ -50,7 +50,14 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
 from api.metrics import PREFECT_CALL_ERRORS, STATUS_CACHE
-from api.prefect_events import ARTIFACT_UPDATED, FLOW_RUN_PREFIX, prefect_events
+from api.prefect_events import (
+    ARTIFACT_UPDATED,
+    FLOW_RUN_PREFIX,
+    prefect_events,
+)
+from api.prefect_events import (  # raised by `run_changes`: callers import it from here
+    EventStreamUnavailable as EventStreamUnavailable,
+)
 from api.progress_reader import ProgressReader
 from api.read_batcher import ReadBatcher
 from api.sync_metrics import record_sync_finished
@@ -507,7 +514,10 @@ class Orchestrator:
 
             async def changes() -> AsyncIterator[RunChange]:
                 async for event in events:
-                    record_sync_finished(event)
+                    try:
+                        record_sync_finished(event)
+                    except (TypeError, ValueError) as exc:
+                        logger.warning("malformed %s event skipped: %s", event.event, exc)
                     change = run_change(event)
                     if change is not None:
                         if change.info is not None:
