@@ -1,4 +1,13 @@
-"""The FastAPI app: `create_app()` wires routes, the orchestrator's lifetime, CORS and errors."""
+"""The FastAPI app: `create_app()` wires routes, the orchestrator's lifetime, CORS and errors.
+
+Each uvicorn worker process (`CALSYNC_API_WORKERS`) builds its own app and is a replica like
+any other: its own Prefect client and caches (answers only ever come from Prefect or the
+database, so two workers never disagree for longer than a cache entry lives), its own
+subscription to Prefect's event stream (so a live stream on one worker sees runs started through
+another: tests/api/test_api_workers.py), its own per-user limits (N workers, up to N times the
+budget: README), and its own owed-start and reconciler loops, idempotent across replicas
+(api/owed_starts.py, api/run_reconciler.py).
+"""
 
 from __future__ import annotations
 

@@ -72,7 +72,11 @@ async def _poll(
     errors = 0
     while time.perf_counter() < until:
         started = time.perf_counter()
-        response = await client.get(f"/sync-runs/{run_id}")
+        try:
+            response = await client.get(f"/sync-runs/{run_id}")
+        except httpx.TransportError:
+            errors += 1  # e.g. a kept-alive connection the server closed as it was reused
+            continue
         latencies.append((time.perf_counter() - started) * 1000)
         if response.status_code != 200:
             errors += 1
@@ -90,8 +94,10 @@ async def _load(api_url: str, targets: list[tuple[str, str]], seconds: float) ->
         for _, token in targets
     ]
     try:
-        for client, run_id in zip(clients, run_ids, strict=True):  # warm connections and caches
-            await client.get(f"/sync-runs/{run_id}")
+        # Warm connections and caches, all at once: idle kept-alive connections close after 5 s.
+        await asyncio.gather(
+            *(c.get(f"/sync-runs/{r}") for c, r in zip(clients, run_ids, strict=True))
+        )
         started = time.perf_counter()
         until = started + seconds
         errors = sum(
