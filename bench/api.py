@@ -145,6 +145,8 @@ def _wrk_figures(stack: Any, targets: list[tuple[str, str]], seconds: float) -> 
         "status_p99_ms": load["p99_ms"],
         "status_errors": load["errors"],
         "cpu_share": load["cpu_share"],
+        "api_cpu_ms_per_request": load["cpu_ms_per_request"]["api"],
+        "prefect_cpu_ms_per_request": load["cpu_ms_per_request"]["prefect"],
     }
 
 

@@ -83,6 +83,12 @@ def status_load(
         "p50_ms": round(result["p50_us"] / 1000, 2),
         "p99_ms": round(result["p99_us"] / 1000, 2),
         "errors": result["non_2xx"] + result["socket_errors"],
+        # CPU milliseconds each tree spent per request answered: what the machine's load
+        # changes least (a shared machine slows every figure above, not this one).
+        "cpu_ms_per_request": {
+            name: round((after[name] - before[name]) * 1000 / max(1, result["requests"]), 3)
+            for name in trees
+        },
         "cpu_share": {
             "generator": share(generator_cpu, wall),
             **{name: share(after[name] - before[name], wall) for name in trees},
