@@ -83,6 +83,8 @@ def status_load(
         "p50_ms": round(result["p50_us"] / 1000, 2),
         "p99_ms": round(result["p99_us"] / 1000, 2),
         "errors": result["non_2xx"] + result["socket_errors"],
+        "non_2xx": result["non_2xx"],
+        "socket_errors": result["socket_errors"],
         # CPU milliseconds each tree spent per request answered: what the machine's load
         # changes least (a shared machine slows every figure above, not this one).
         "cpu_ms_per_request": {
