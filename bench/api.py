@@ -210,7 +210,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--calendars", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--api-workers", type=int, default=1)
+    # The default of CALSYNC_API_WORKERS (what `make dev` runs).
+    parser.add_argument("--api-workers", type=int, default=2)
     args = parser.parse_args()
     result = run(args.calendars, args.seconds, args.api_workers)
     print(
