@@ -3,6 +3,10 @@
 Two modes, chosen by settings: a JWKS URL with its issuer and audience (production: RS256/ES256
 tokens from Clerk, Auth0 or any OIDC provider) or a shared HS256 secret (local dev). With neither
 configured every request is rejected; an unsigned token is never accepted.
+
+A verified token is remembered for `VERIFIED_TOKEN_TTL_S` (never past its `exp`): a client polling
+a run sends the same token several times a second, and decoding it each time was a good part of
+the status route's cost. A key the provider revokes thus stops working within that much more.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 import httpx
 import jwt
+from cachetools import TLRUCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt.types import Options
@@ -32,6 +37,10 @@ JWKS_ALGORITHMS = ("RS256", "ES256")
 # ones with control characters, are no user of ours.
 MAX_SUBJECT_LENGTH = 255
 SECRET_ALGORITHMS = ("HS256",)
+VERIFIED_TOKEN_TTL_S = 60.0
+VERIFIED_TOKEN_CACHE_SIZE = 10_000
+# Longer tokens are verified every time rather than kept (bounds the cache's memory).
+MAX_CACHED_TOKEN_LENGTH = 4096
 
 # Checked in order: InvalidSignatureError is a DecodeError, which we report as malformed.
 _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
@@ -131,9 +140,27 @@ class TokenVerifier:
         self._cache = _KeyCache(keys={}, fetched_at=-math.inf)
         self._last_attempt = -math.inf
         self._last_attempt_failed = False
+        # token -> (user, its `exp`, the key set it was checked against): kept for the TTL on
+        # `clock`, used only before `exp` and while that key set is current.
+        self._verified: TLRUCache[str, tuple[User, float, float]] = TLRUCache(
+            VERIFIED_TOKEN_CACHE_SIZE,
+            ttu=lambda _token, _value, now: now + VERIFIED_TOKEN_TTL_S,
+            timer=clock,
+        )
 
     async def verify(self, token: str | None) -> User:
         """The user a bearer token proves, or `TokenRejected` / `SigningKeysUnavailable`."""
+        if token:
+            hit = self._verified.get(token)
+            if hit is not None and hit[1] > time.time() and hit[2] == self._cache.fetched_at:
+                return hit[0]
+        keys_at = self._cache.fetched_at
+        user = await self._verify(token)
+        if token is not None and len(token) <= MAX_CACHED_TOKEN_LENGTH:
+            self._verified[token] = (user, float(user.claims["exp"]), keys_at)
+        return user
+
+    async def _verify(self, token: str | None) -> User:
         if not self._algorithms:
             raise TokenRejected("authentication is not configured")
         if not token:

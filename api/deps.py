@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from api.auth import CurrentUser
-from api.live import LiveHub
+from api.live_hub import LiveHub
 from api.orchestrator import Orchestrator
 from core.db import session_factory
 
@@ -32,11 +32,13 @@ def get_db() -> Iterator[Session]:
         yield session
 
 
-def get_orchestrator(request: Request) -> Orchestrator:
+# Async, though they only read app state: FastAPI runs a plain `def` dependency in its thread
+# pool, a thread hop per request that cost the status route more than its own work.
+async def get_orchestrator(request: Request) -> Orchestrator:
     return request.app.state.orchestrator  # type: ignore[no-any-return]
 
 
-def get_live_hub(request: Request) -> LiveHub:
+async def get_live_hub(request: Request) -> LiveHub:
     return request.app.state.live  # type: ignore[no-any-return]
 
 

@@ -73,7 +73,7 @@ class UserLimits:
             raise too_many(f"Too many requests ({action}).", wait)
 
 
-def get_limits(request: Request) -> UserLimits:
+async def get_limits(request: Request) -> UserLimits:  # async: no thread hop (api/deps.py)
     return request.app.state.limits  # type: ignore[no-any-return]
 
 

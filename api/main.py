@@ -1,4 +1,13 @@
-"""The FastAPI app: `create_app()` wires routes, the orchestrator's lifetime, CORS and errors."""
+"""The FastAPI app: `create_app()` wires routes, the orchestrator's lifetime, CORS and errors.
+
+Each uvicorn worker process (`CALSYNC_API_WORKERS`) builds its own app and is a replica like
+any other: its own Prefect client and caches (answers only ever come from Prefect or the
+database, so two workers never disagree for longer than a cache entry lives), its own
+subscription to Prefect's event stream (so a live stream on one worker sees runs started through
+another: tests/api/test_api_workers.py), its own per-user limits (N workers, up to N times the
+budget: README), and its own owed-start and reconciler loops, idempotent across replicas
+(api/owed_starts.py, api/run_reconciler.py).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +31,7 @@ from api.body_limit import BodyLimit, document_body_limit
 from api.catch_all import CatchAll
 from api.errors import ErrorCode, error_response, http_error, refused
 from api.limits import UserLimits
-from api.live import LiveHub
+from api.live_hub import LiveHub
 from api.openapi_contract import install_contract, operation_id
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
 from api.owed_starts import start_owed
@@ -41,7 +50,7 @@ from api.routes import (
 from api.routes import metrics as metrics_route
 from api.routes import settings as user_settings
 from api.routes.demo_page import router as demo_page_router
-from api.routes.live import router as live_router
+from api.routes.sync_streams import router as sync_streams_router
 from api.run_reconciler import RunReconciler
 from core.errors import RequestRefused, SyncError
 from core.log_config import configure_logging
@@ -169,7 +178,7 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
     for module in routers:
         app.include_router(module.router)
     app.include_router(demo_page_router)
-    app.include_router(live_router)
+    app.include_router(sync_streams_router)
     app.include_router(stream_tickets.router)
     app.include_router(metrics_route.router)
     install_contract(app)

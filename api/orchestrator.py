@@ -5,9 +5,15 @@ status vocabulary. Reads are coalesced and batched (many pollers, one Prefect ca
 states are cached, and every call is bounded in time so an outage answers 503 fast. A call that
 runs out of time is told apart: `OrchestratorSlow` when Prefect still accepts connections (a
 stall: callers that recorded their request durably accept it and let the retrier finish it),
-plain `OrchestratorUnavailable` when nothing listens (down: 503). It also
-owns Prefect's event stream (`run_changes`, in api/run_events.py) and the runs' progress
-artifacts (`read_progress`, in api/run_progress.py). It is the API's `core.run_starts.Runs`;
+plain `OrchestratorUnavailable` when nothing listens (down: 503).
+
+While the API's subscription to Prefect's event stream is up, every run state change reaches
+this process as it happens, so a state read (or heard) since the subscription began stays
+true until an event says otherwise: such entries are kept `EVENT_BACKED_TTL_S` (a safety net),
+others `LIVE_STATE_TTL_S`. Pollers of a run that is not changing then cost no Prefect call.
+When the subscription drops, those entries are dropped with it. It also
+owns Prefect's event stream (`run_changes`, in api/prefect_events.py) and the runs' progress
+artifacts (`read_progress`, in api/progress_reader.py). It is the API's `core.run_starts.Runs`;
 the status vocabulary is core/run_status.py.
 """
 
@@ -15,16 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from cachetools import LRUCache, TLRUCache, TTLCache
 from prefect import get_client
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
@@ -43,8 +50,16 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
 from api.metrics import PREFECT_CALL_ERRORS, STATUS_CACHE
-from api.run_events import ARTIFACT_UPDATED, FLOW_RUN_PREFIX, prefect_events
-from api.run_progress import ProgressReader
+from api.prefect_events import (
+    ARTIFACT_UPDATED,
+    FLOW_RUN_PREFIX,
+    prefect_events,
+)
+from api.prefect_events import (  # raised by `run_changes`: callers import it from here
+    EventStreamUnavailable as EventStreamUnavailable,
+)
+from api.progress_reader import ProgressReader
+from api.read_batcher import ReadBatcher
 from api.sync_metrics import record_sync_finished
 from core.errors import CANCELLED, CRASHED, safe_message_from_state
 from core.run_status import RunStatus, status_of
@@ -60,7 +75,10 @@ LISTEN_CHECK_S = 0.25
 BATCH_WINDOW_S = 0.003
 BATCH_MAX = 200
 LIVE_STATE_TTL_S = 0.25
+# How long a state stays trusted while the event stream is up (events replace it sooner).
+EVENT_BACKED_TTL_S = 5.0
 FINAL_CACHE_SIZE = 50_000
+LIVE_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True)
@@ -198,10 +216,19 @@ class Orchestrator:
         self._timeout_s = timeout_s
         self._client: PrefectClient | None = None
         self._deployment_ids: dict[str, uuid.UUID] = {}
-        self._final: OrderedDict[uuid.UUID, RunInfo] = OrderedDict()
-        self._live: dict[uuid.UUID, tuple[float, RunInfo | None]] = {}
-        self._waiting: dict[uuid.UUID, asyncio.Future[RunInfo | None]] = {}
-        self._flush_task: asyncio.Task[None] | None = None
+        self._final: LRUCache[uuid.UUID, RunInfo] = LRUCache(FINAL_CACHE_SIZE)
+        # run -> (state or None if no such run, when it expires): expiry chosen per entry.
+        self._live: TLRUCache[uuid.UUID, tuple[RunInfo | None, float]] = TLRUCache(
+            LIVE_CACHE_SIZE, ttu=lambda _key, value, _now: value[1], timer=_monotonic
+        )
+        # Runs an event said ended: a read that began before the end must not be cached.
+        self._ending: TTLCache[uuid.UUID, bool] = TTLCache(LIVE_CACHE_SIZE, EVENT_BACKED_TTL_S)
+        self._batcher: ReadBatcher[uuid.UUID, RunInfo] = ReadBatcher(
+            self._fetch_runs, window_s=BATCH_WINDOW_S, max_batch=BATCH_MAX
+        )
+        # Bumped whenever the event subscription connects or drops; None while it is down.
+        self._events_generation = 0
+        self._events_up = False
 
     async def start(self) -> None:
         httpx_settings = {"timeout": httpx.Timeout(self._timeout_s)}
@@ -310,7 +337,7 @@ class Orchestrator:
                 )
             )
         info = run_info(run)
-        self._live[info.id] = (asyncio.get_running_loop().time(), info)
+        self._remember(info.id, info, self._events_generation)
         return info
 
     async def cancel_run(self, run_id: uuid.UUID) -> None:
@@ -403,70 +430,42 @@ class Orchestrator:
 
     async def read_runs(self, run_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RunInfo]:
         """Current info for each run that exists; one batched Prefect call for all misses."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         found: dict[uuid.UUID, RunInfo] = {}
-        pending: list[tuple[uuid.UUID, asyncio.Future[RunInfo | None]]] = []
+        misses: list[uuid.UUID] = []
         for run_id in dict.fromkeys(run_ids):
-            if run_id in self._final:
-                STATUS_CACHE.labels("hit").inc()
-                found[run_id] = self._final[run_id]
+            final = self._final.get(run_id)
+            cached = self._live.get(run_id) if final is None else (final, 0.0)
+            if cached is None:
+                STATUS_CACHE.labels("miss").inc()
+                misses.append(run_id)
                 continue
-            cached = self._live.get(run_id)
-            if cached is not None and now - cached[0] < LIVE_STATE_TTL_S:
-                STATUS_CACHE.labels("hit").inc()
-                if cached[1] is not None:
-                    found[run_id] = cached[1]
-                continue
-            STATUS_CACHE.labels("miss").inc()
-            future = self._waiting.get(run_id)
-            if future is None:
-                future = loop.create_future()
-                self._waiting[run_id] = future
-            pending.append((run_id, future))
-        if pending:
-            self._schedule_flush()
-            for run_id, future in pending:
-                info = await asyncio.shield(future)
+            STATUS_CACHE.labels("hit").inc()
+            if cached[0] is not None:
+                found[run_id] = cached[0]
+        if misses:
+            for run_id, info in (await self._batcher.read(misses)).items():
                 if info is not None:
                     found[run_id] = info
         return found
 
-    def _schedule_flush(self) -> None:
-        if self._flush_task is None or self._flush_task.done():
-            self._flush_task = asyncio.get_running_loop().create_task(self._flush())
-
-    async def _flush(self) -> None:
-        await asyncio.sleep(BATCH_WINDOW_S)
-        while self._waiting:
-            batch = dict(list(self._waiting.items())[:BATCH_MAX])
-            for run_id in batch:
-                del self._waiting[run_id]
-            try:
-                runs = await self._bounded(
-                    self.client.read_flow_runs(
-                        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(batch))),
-                        sort=FlowRunSort.ID_DESC,
-                        limit=len(batch),
-                    )
+    async def _fetch_runs(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, RunInfo]:
+        generation = self._events_generation
+        try:
+            runs = await self._bounded(
+                self.client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)),
+                    sort=FlowRunSort.ID_DESC,
+                    limit=len(run_ids),
                 )
-            except Exception as exc:
-                error = (
-                    exc
-                    if isinstance(exc, OrchestratorUnavailable)
-                    else OrchestratorUnavailable(f"Prefect read failed: {type(exc).__name__}")
-                )
-                for future in batch.values():
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            by_id = {run.id: run_info(run) for run in runs}
-            now = asyncio.get_running_loop().time()
-            for run_id, future in batch.items():
-                info = by_id.get(run_id)
-                self._remember(run_id, info, now)
-                if not future.done():
-                    future.set_result(info)
+            )
+        except OrchestratorUnavailable:
+            raise
+        except Exception as exc:
+            raise OrchestratorUnavailable(f"Prefect read failed: {type(exc).__name__}") from None
+        by_id = {run.id: run_info(run) for run in runs}
+        for run_id in run_ids:
+            self._remember(run_id, by_id.get(run_id), generation)
+        return by_id
 
     async def read_progress(self, runs: Iterable[RunInfo]) -> dict[uuid.UUID, SyncProgress]:
         """The latest progress each run reported (pending runs have none yet); batched, cached."""
@@ -483,23 +482,69 @@ class Orchestrator:
         replays of the last minute after a reconnect (order them by `RunInfo.state_at`).
         """
         async with prefect_events(self._events_api_url) as events:
+            self._events_changed(up=True)
 
             async def changes() -> AsyncIterator[RunChange]:
                 async for event in events:
-                    record_sync_finished(event)
+                    try:
+                        record_sync_finished(event)
+                    except (TypeError, ValueError) as exc:
+                        logger.warning("malformed %s event skipped: %s", event.event, exc)
                     change = run_change(event)
                     if change is not None:
+                        if change.info is not None:
+                            self._heard(change.info)
                         yield change
 
-            yield changes()
+            try:
+                yield changes()
+            finally:
+                self._events_changed(up=False)
 
-    def _remember(self, run_id: uuid.UUID, info: RunInfo | None, now: float) -> None:
+    def _events_changed(self, *, up: bool) -> None:
+        """A new subscription cannot vouch for what was cached before it (events were missed)."""
+        self._events_generation += 1
+        self._events_up = up
+        self._live.clear()
+
+    def _heard(self, info: RunInfo) -> None:
+        """A state from the event stream replaces an older cached state of the run. An ending
+        only drops the entry: the event lacks the start time and the run's final figures, so
+        the next read asks Prefect once (and keeps that answer for good)."""
+        known = self._live.get(info.id)
+        if known is None or _older(info, known[0]):
+            return
+        if info.status.is_final:
+            self._live.pop(info.id, None)
+            self._ending[info.id] = True
+            return
+        started_at = info.started_at or (known[0].started_at if known[0] else None)
+        self._remember(info.id, replace(info, started_at=started_at), self._events_generation)
+
+    def _remember(self, run_id: uuid.UUID, info: RunInfo | None, generation: int) -> None:
+        """Cache a state read or heard under subscription `generation`; an older state (by
+        Prefect's state timestamp) never replaces a newer one."""
+        if run_id in self._final:
+            return
+        known = self._live.get(run_id)
+        if known is not None and _older(info, known[0]):
+            return
         if info is not None and info.status.is_final:
             self._final[run_id] = info
             self._live.pop(run_id, None)
-            while len(self._final) > FINAL_CACHE_SIZE:
-                self._final.popitem(last=False)
-        else:
-            self._live[run_id] = (now, info)
-            if len(self._live) > FINAL_CACHE_SIZE:
-                self._live.clear()
+            return
+        if run_id in self._ending:
+            return
+        backed = self._events_up and generation == self._events_generation
+        ttl = EVENT_BACKED_TTL_S if backed else LIVE_STATE_TTL_S
+        self._live[run_id] = (info, _monotonic() + ttl)
+
+
+def _monotonic() -> float:
+    return time.monotonic()
+
+
+def _older(new: RunInfo | None, known: RunInfo | None) -> bool:
+    if new is None or known is None or new.state_at is None or known.state_at is None:
+        return False
+    return new.state_at < known.state_at

@@ -11,11 +11,11 @@ request stays owed for api/owed_starts.py to complete. Database work runs in the
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 
+from cachetools import TTLCache
 from starlette.concurrency import run_in_threadpool
 
 from api.metrics import SYNC_STARTS
@@ -147,7 +147,9 @@ async def cancel_active(orchestrator: Orchestrator, run_ids: Iterable[uuid.UUID 
 
 OWNERSHIP_TTL_S = 5.0
 OWNERSHIP_CACHE_SIZE = 100_000
-_ownership: dict[tuple[str, uuid.UUID], tuple[float, OwnedRun]] = {}
+_ownership: TTLCache[tuple[str, uuid.UUID], OwnedRun] = TTLCache(
+    OWNERSHIP_CACHE_SIZE, OWNERSHIP_TTL_S
+)
 
 
 def _owned(user_id: str, run_id: uuid.UUID) -> OwnedRun | None:
@@ -164,15 +166,12 @@ def forget_ownership(user_id: str) -> None:
 async def _cached_owned(user_id: str, run_id: uuid.UUID) -> OwnedRun | None:
     """Ownership of a run, remembered briefly: pollers ask the same question several times a
     second. Only positive answers are kept, so a run recorded a moment ago is never 404 here."""
-    now = time.monotonic()
     hit = _ownership.get((user_id, run_id))
-    if hit is not None and now - hit[0] < OWNERSHIP_TTL_S:
-        return hit[1]
+    if hit is not None:
+        return hit
     owned = await run_in_threadpool(_owned, user_id, run_id)
     if owned is not None:
-        if len(_ownership) >= OWNERSHIP_CACHE_SIZE:
-            _ownership.clear()
-        _ownership[(user_id, run_id)] = (now, owned)
+        _ownership[(user_id, run_id)] = owned
     return owned
 
 

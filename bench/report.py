@@ -49,15 +49,17 @@ BENCHMARKS: dict[str, list[Figure]] = {
         Figure("incremental_requests", None, "= 1", "GraphQL requests, no-change sync"),
     ],
     "api": [
-        Figure("start_p50_ms", None, "≤ 50 ms", "POST sync p50, ms"),
+        Figure("start_p50_ms", None, "≤ 30 ms", "POST sync p50, ms"),
         Figure(
             "status_p50_ms",
             "prefect_read_p50_ms",
             "≤ 10 ms",
             "status p50 alone, ms (vs direct Prefect read)",
         ),
-        Figure("status_rps", None, "≥ 500 req/s", "status, 100 pollers, req/s"),
-        Figure("status_p99_ms", None, "reported", "status p99 under 100 pollers, ms"),
+        Figure("status_rps", None, "≥ 1,000 req/s", "status, wrk 100 connections, req/s"),
+        Figure("status_p99_ms", None, "≤ 250 ms", "status p99, wrk 100 connections, ms"),
+        Figure("python_pollers_rps", None, "reported", "status, 100 Python pollers, req/s"),
+        Figure("status_p99_ms_python", None, "reported", "status p99, 100 Python pollers, ms"),
     ],
     "events_query": [
         Figure(

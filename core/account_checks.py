@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import AuthError, CredentialRejected, NeedsReauth, RefusalCode
-from core.providers import google_oauth
+from core.providers import google_oauth, linear_oauth
 from core.providers.google_calendar import GoogleCalendarClient
 from core.providers.google_oauth import TokenGrant
-from core.providers.linear import AuthKind, LinearClient, Viewer, exchange_authorization_code
+from core.providers.linear import AuthKind, LinearClient, Viewer
 from core.repositories.linear_connections import LinearAccount
 from core.settings import Settings
 
@@ -94,7 +94,7 @@ def linear_key_account(settings: Settings, api_key: str) -> LinearAccount:
 
 def linear_oauth_account(settings: Settings, code: str, code_verifier: str) -> LinearAccount:
     try:
-        tokens = exchange_authorization_code(
+        tokens = linear_oauth.exchange_authorization_code(
             settings, code, settings.linear_oauth_redirect_uri, code_verifier
         )
     except NeedsReauth:

@@ -187,6 +187,12 @@ class Settings(BaseSettings):
         default=10, ge=1, validation_alias=AliasChoices("CALSYNC_LIMIT_OPEN_STREAMS")
     )
 
+    # uvicorn worker processes of one API instance (`make dev`; the README's production command
+    # passes it as --workers). Each holds its own event subscription, caches and limits.
+    api_workers: int = Field(
+        default=2, ge=1, le=64, validation_alias=AliasChoices("CALSYNC_API_WORKERS")
+    )
+
     log_format: Literal["text", "json"] = Field(
         default="text", validation_alias=AliasChoices("CALSYNC_LOG_FORMAT")
     )

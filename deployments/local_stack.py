@@ -223,8 +223,11 @@ def main() -> None:
         say("starting the runner (serves every deployment)")
         runner = stack.start_runner()
         say("starting the API")
-        api = stack.start_api(ports.api)
+        from core.settings import get_settings
         from deployments.names import ALL_DEPLOYMENTS
+
+        # Several uvicorn workers: see api/main.py on what each holds.
+        api = stack.start_api(ports.api, workers=get_settings().api_workers)
 
         say("waiting for the runner to register the deployments ...")
         stack.wait_serving(runner, os.environ["PREFECT_API_URL"], ALL_DEPLOYMENTS)

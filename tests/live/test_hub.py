@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.live import FINAL_ID_BASE, QUEUE_SIZE, LiveHub, Mode, RunUpdate, Watcher
-from api.orchestrator import RunChange, RunInfo, RunStatus
+from api.live_hub import FINAL_ID_BASE, QUEUE_SIZE, LiveHub, Mode, RunUpdate, Watcher
+from api.orchestrator import EventStreamUnavailable, RunChange, RunInfo, RunStatus
 from core.sync.progress import SyncProgress
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -40,6 +40,7 @@ class FakeOrchestrator:
         self.subscriptions = 0
         self.changes: asyncio.Queue[RunChange | None] = asyncio.Queue()
         self.connected = asyncio.Event()
+        self.broken_update = False
 
     async def read_runs(self, run_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RunInfo]:
         return {run_id: self.runs[run_id] for run_id in run_ids if run_id in self.runs}
@@ -50,14 +51,17 @@ class FakeOrchestrator:
     @asynccontextmanager
     async def run_changes(self) -> AsyncIterator[AsyncIterator[RunChange]]:
         if not self.stream_up:
-            raise ConnectionRefusedError("events websocket refused")
+            raise EventStreamUnavailable("ConnectionRefusedError: events websocket refused")
         self.subscriptions += 1
         self.connected.set()
 
         async def changes() -> AsyncIterator[RunChange]:
             while (change := await self.changes.get()) is not None:
+                if self.broken_update:
+                    self.broken_update = False
+                    raise KeyError("a bug of ours while turning an event into a change")
                 yield change
-            raise ConnectionResetError("events websocket closed")
+            raise EventStreamUnavailable("the event stream was closed")
 
         yield changes()
 
@@ -189,7 +193,7 @@ def test_a_slow_stream_keeps_the_newest_updates() -> None:
 def test_without_the_event_stream_it_polls_says_so_once_and_comes_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="api.live")
+    caplog.set_level(logging.INFO, logger="api.live_hub")
 
     async def test(hub: LiveHub, fake: FakeOrchestrator) -> None:
         fake.stream_up = False
@@ -220,3 +224,33 @@ def test_without_the_event_stream_it_polls_says_so_once_and_comes_back(
     fallbacks = [r for r in caplog.records if "fall back to polling" in r.getMessage()]
     assert len(fallbacks) == 1
     assert any("event stream is back" in r.getMessage() for r in caplog.records)
+
+
+def test_a_bug_handling_an_update_is_logged_as_one_not_as_an_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="api.live_hub")
+
+    async def test(hub: LiveHub, fake: FakeOrchestrator) -> None:
+        run_id = uuid.uuid4()
+        fake.runs[run_id] = info(run_id, RunStatus.PENDING, 0)
+        with hub.watcher() as watcher:
+            hub.watch(watcher, run_id)
+            await hub.current([run_id])
+            drain(watcher)
+            fake.broken_update = True
+            fake.emit(info(run_id, RunStatus.RUNNING, 1))
+            # The hub resubscribes and the run's next change still arrives.
+            while fake.subscriptions < 2:
+                await asyncio.sleep(0.01)
+            while hub.mode != Mode.EVENTS:
+                await asyncio.sleep(0.01)
+            fake.emit(info(run_id, RunStatus.COMPLETED, 2))
+            while (await next_update(watcher)).info.status != RunStatus.COMPLETED:
+                pass
+
+    run_hub(test)
+    bugs = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(bugs) == 1 and bugs[0].exc_info is not None
+    assert "KeyError" in caplog.text
+    assert not any("unavailable" in r.getMessage() for r in caplog.records)

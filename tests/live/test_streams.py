@@ -181,7 +181,7 @@ def test_without_the_event_stream_it_falls_back_to_polling_and_logs_it(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="api.live")
+    caplog.set_level(logging.WARNING, logger="api.live_hub")
     monkeypatch.setattr(fastapi.routing, "_PING_INTERVAL", 0.3)
     app = create_app()
     app.state.prefect_events_url = f"http://127.0.0.1:{free_port()}/api"

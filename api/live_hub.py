@@ -24,7 +24,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from api.orchestrator import Orchestrator, RunChange, RunInfo
+from api.orchestrator import (
+    EventStreamUnavailable,
+    Orchestrator,
+    OrchestratorUnavailable,
+    RunChange,
+    RunInfo,
+)
 from core.sync.progress import SyncProgress
 
 logger = logging.getLogger(__name__)
@@ -233,10 +239,8 @@ class LiveHub:
         self._take_state(change.info, change.tags)
 
     async def _take_final(self, info: RunInfo, tags: frozenset[str]) -> None:
-        try:
-            progress = (await self._orchestrator.read_progress([info])).get(info.id)
-        except Exception:
-            progress = None
+        # Progress reads never raise (when Prefect cannot answer a run simply has none).
+        progress = (await self._orchestrator.read_progress([info])).get(info.id)
         self._take_state(info, tags, progress)
 
     async def _listen(self) -> None:
@@ -250,10 +254,13 @@ class LiveHub:
                     await self._poll_once()
                     async for change in changes:
                         self._on_change(change)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._set_mode(Mode.POLLING, f"{type(exc).__name__}: {exc}")
+            except EventStreamUnavailable as exc:
+                self._set_mode(Mode.POLLING, str(exc))
+            except Exception:
+                # Not an outage but a bug of ours in handling an update: say so with its trace,
+                # and keep streams alive (polling, as while connecting) until the resubscription.
+                logger.exception("live updates failed on an update from Prefect's event stream")
+                self.mode = Mode.CONNECTING
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -283,8 +290,8 @@ class LiveHub:
         try:
             infos = await self._orchestrator.read_runs(list(self._by_run))
             progress = await self._orchestrator.read_progress(infos.values())
-        except Exception as exc:
-            logger.debug("polling runs failed: %s: %s", type(exc).__name__, exc)
+        except OrchestratorUnavailable as exc:
+            logger.debug("polling runs failed: %s", exc)
             return
         for run_id, info in infos.items():
             self._take_read(info, progress.get(run_id))

@@ -12,9 +12,9 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from api.deps import AUTH_ERRORS, JSON_ERROR, LiveHubDep, OrchestratorDep
 from api.errors import ApiError, ErrorCode
 from api.limits import TOO_MANY_REQUESTS, sync_stream_slot
-from api.live import is_final_event_id
+from api.live_hub import is_final_event_id
+from api.live_streams import run_stream, user_stream
 from api.stream_auth import StreamUser
-from api.streams import run_stream, user_stream
 from api.sync_service import run_status
 
 router = APIRouter(tags=["sync runs"], responses=AUTH_ERRORS)

@@ -1,6 +1,6 @@
 """The live streams behind the SSE routes: one run until it ends, or all of a user's runs.
 
-Both subscribe to the hub (api/live.py) before reading the current state, so nothing that
+Both subscribe to the hub (api/live_hub.py) before reading the current state, so nothing that
 happens in between is missed, and send whole states: a client that reconnects loses nothing.
 Keep-alive comments come from FastAPI's SSE support (every 15 s of silence).
 """
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from fastapi.sse import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from api.live import LiveHub, Mode, RunUpdate, Watcher
+from api.live_hub import LiveHub, Mode, RunUpdate, Watcher
 from api.orchestrator import OrchestratorUnavailable, RunInfo, RunStatus
 from api.schemas import LiveRunOut, RunStatusOut, SyncStreamSnapshot
 from api.sync_service import with_row_error
