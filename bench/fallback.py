@@ -35,7 +35,7 @@ BURST_SENDERS = 10
 SEED_THREADS = 8
 
 
-def _seed(emulator: str, calendars: int, user_id: str) -> list[tuple[uuid.UUID, str]]:
+def seed(emulator: str, calendars: int, user_id: str) -> list[tuple[uuid.UUID, str]]:
     with ThreadPoolExecutor(SEED_THREADS) as pool:
         shares = [
             calendars // SEED_THREADS + (i < calendars % SEED_THREADS) for i in range(SEED_THREADS)
@@ -84,7 +84,7 @@ def _seed_some(emulator: str, calendars: int, user_id: str) -> list[tuple[uuid.U
     return seeded
 
 
-def _sync_all(row_ids: list[uuid.UUID]) -> None:
+def sync_all(row_ids: list[uuid.UUID]) -> None:
     from core.sync.calendar import CalendarSyncEngine
 
     def sync(row_id: uuid.UUID) -> None:
@@ -94,7 +94,7 @@ def _sync_all(row_ids: list[uuid.UUID]) -> None:
         list(pool.map(sync, row_ids))
 
 
-def _wait_final(run_ids: list[uuid.UUID], timeout_s: float = 600) -> list[Any]:
+def wait_final(run_ids: list[uuid.UUID], timeout_s: float = 600) -> list[Any]:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import FlowRunSort
@@ -131,7 +131,7 @@ def _baseline(row_ids: list[uuid.UUID]) -> float:
         ).id
         for row_id in row_ids
     ]
-    _wait_final(run_ids)
+    wait_final(run_ids)
     return (time.perf_counter() - started) / len(row_ids)
 
 
@@ -181,7 +181,7 @@ def _sweep(prefect_api_url: str) -> tuple[float, dict[str, int], float, float]:
     started = time.perf_counter()
     run = run_deployment(CALENDAR_SWEEP, parameters={"shard_size": UNSHARDED}, timeout=0)
     rss = PeakRss(run.id)  # type: ignore[union-attr]
-    [done] = _wait_final([run.id])  # type: ignore[union-attr]
+    [done] = wait_final([run.id])  # type: ignore[union-attr]
     sweep_s = time.perf_counter() - started
     return sweep_s, sweep_counts(prefect_api_url, done.id), rss.mb, started
 
@@ -200,7 +200,7 @@ def _changed_runs_done(calendars: list[tuple[uuid.UUID, str]], started: float) -
                 )
             )
         )
-    _wait_final([run_id for run_id in run_ids if run_id is not None])
+    wait_final([run_id for run_id in run_ids if run_id is not None])
     return time.perf_counter() - started
 
 
@@ -217,8 +217,8 @@ def _burst(stack: Any, notifications: int) -> tuple[int, float]:
     from core.settings import get_settings
 
     user = "bench-burst"
-    [(row_id, _)] = _seed(stack.emulator_url, 1, user_id=user)
-    _sync_all([row_id])
+    [(row_id, _)] = seed(stack.emulator_url, 1, user_id=user)
+    sync_all([row_id])
     settings = get_settings().model_copy(update={"public_base_url": stack.api_url})
     if not open_channel(row_id, settings=settings):
         raise RuntimeError("could not open the push channel")
@@ -247,7 +247,7 @@ def _burst(stack: Any, notifications: int) -> tuple[int, float]:
             sort=FlowRunSort.ID_DESC,
             limit=200,
         )
-    _wait_final([r.id for r in runs])
+    wait_final([r.id for r in runs])
     return len(runs), burst_s
 
 
@@ -278,8 +278,8 @@ def run(sizes: list[int], changed: int, notifications: int) -> dict[str, Any]:
         sweeps = []
         per_run_s = 0.0
         for size in sizes:
-            more = _seed(stack.emulator_url, size + changed - len(seeded), user_id="bench-sweep")
-            _sync_all([row_id for row_id, _ in more])
+            more = seed(stack.emulator_url, size + changed - len(seeded), user_id="bench-sweep")
+            sync_all([row_id for row_id, _ in more])
             seeded += more
             if not per_run_s:
                 per_run_s = _baseline([row_id for row_id, _ in seeded[-BASELINE_SAMPLE:]])
