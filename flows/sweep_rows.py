@@ -3,9 +3,10 @@
 Shared by the sweeps (`flows/sweeps.py`, all stale rows) and their shards
 (`flows/sweep_shards.py`, one id range each). A Prefect task per calendar cost about 10 ms of
 Prefect's own time per calendar, a quarter of a sweep's; so a task probes a batch of rows, with
-a few threads (each probe builds its own provider client: httplib2 is not thread-safe). Every
-probe's failure stays its row's ("failed"); the artifacts list every row that was not
-unchanged, and every unchanged row had its last sync time moved.
+a few threads: calendars through one query, one HTTP connection pool and one transaction per
+batch (core/sync/calendar_probes.py), Linear connections one probe each. Every probe's failure
+stays its row's ("failed"); the artifacts list every row that was not unchanged, and every
+unchanged row had its last sync time moved.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from core.repositories.sweeps import (
     sync_candidates,
     task_connection_candidates,
 )
+from core.settings import get_settings
 from core.sync.calendar import CalendarSyncEngine
+from core.sync.calendar_probes import probe_calendars
 from core.sync.linear_probe import probe_linear_connection
 from core.sync.probe import ProbeResult
 from core.sync_requests import RequestSource, request_sync
@@ -81,6 +84,20 @@ def _probe_linear(row_id: uuid.UUID) -> ProbeResult:
     return probe_linear_connection(session_factory(), row_id)
 
 
+OneProbe = Callable[[uuid.UUID], str]
+
+
+def _probe_calendars(row_ids: list[uuid.UUID], one: OneProbe) -> list[str]:
+    return probe_calendars(
+        get_settings(), session_factory(), row_ids, threads=PROBE_THREADS, one=one
+    )
+
+
+def _each(row_ids: list[uuid.UUID], one: OneProbe) -> list[str]:
+    with ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="probe") as pool:
+        return list(pool.map(one, row_ids))
+
+
 @dataclass(frozen=True)
 class Swept:
     """One kind of synced row: how to find stale ones, probe them and start their syncs."""
@@ -95,6 +112,8 @@ class Swept:
     stale: Callable[[Session, datetime, IdRange | None], list[SyncCandidate]]
     current: Callable[[Session, list[uuid.UUID]], list[SyncCandidate]]
     probe: Callable[[uuid.UUID], ProbeResult]
+    # Probes a batch: `probe_many(row_ids, one)`, `one` being `probe` with its errors mapped.
+    probe_many: Callable[[list[uuid.UUID], OneProbe], list[str]]
 
 
 CALENDARS = Swept(
@@ -107,6 +126,7 @@ CALENDARS = Swept(
     stale_calendars,
     sync_candidates,
     _probe_calendar,
+    _probe_calendars,
 )
 LINEAR = Swept(
     TaskConnection,
@@ -118,6 +138,7 @@ LINEAR = Swept(
     stale_task_connections,
     task_connection_candidates,
     _probe_linear,
+    _each,
 )
 SWEPT = {swept.provider: swept for swept in (CALENDARS, LINEAR)}
 
@@ -146,9 +167,13 @@ def _outcome(probe: Callable[[uuid.UUID], ProbeResult], row_id: uuid.UUID, log: 
 @task(name="probe-batch", task_run_name="probe/{label}", persist_result=False)
 def probe_batch(provider: str, row_ids: list[uuid.UUID], label: str) -> list[str]:
     log: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
-    probe = SWEPT[provider].probe
-    with ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="probe") as pool:
-        return list(pool.map(lambda row_id: _outcome(probe, row_id, log), row_ids))
+    swept = SWEPT[provider]
+    try:
+        return swept.probe_many(row_ids, lambda row_id: _outcome(swept.probe, row_id, log))
+    except Exception as exc:
+        # The batch's own reads or writes failed (the database): the next sweep retries them.
+        log.error("probing %s failed (%s): %d rows failed", label, type(exc).__name__, len(row_ids))
+        return [FAILED] * len(row_ids)
 
 
 def _read(query: Callable[..., list[SyncCandidate]], *arguments: Any) -> list[SyncCandidate]:

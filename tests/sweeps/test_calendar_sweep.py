@@ -10,9 +10,11 @@ from prefect import get_client
 from prefect.deployments import run_deployment
 from sqlalchemy import select, update
 
-from core.db import session_scope, utcnow
+from core.db import session_factory, session_scope, utcnow
 from core.models import CalendarConnection, ConnectionStatus, Event
+from core.settings import get_settings
 from core.sync.calendar import CalendarSyncEngine
+from core.sync.calendar_probes import probe_calendars
 from core.sync.probe import ProbeResult
 from core.sync_lease import release, try_acquire
 from deployments.names import CALENDAR_SYNC
@@ -135,3 +137,29 @@ def test_a_probe_never_overwrites_a_sync_in_progress(google) -> None:
     with session_scope() as session:
         release(session, calendar.row_id, holder)
     assert calendar.row().last_synced_at == before.last_synced_at
+
+
+def test_a_batch_probe_hands_a_rejected_token_to_the_engine_and_stamps_the_rest_itself(
+    google,
+) -> None:
+    rejected = synced(google)
+    google.expire_access_tokens()  # Google now answers 401 to the tokens it issued so far
+    plain = synced(google)
+    handed: list[uuid.UUID] = []
+
+    def engine_probe(row_id: uuid.UUID) -> str:
+        handed.append(row_id)
+        return CalendarSyncEngine().probe(row_id).value
+
+    outcomes = probe_calendars(
+        get_settings(),
+        session_factory(),
+        [rejected.row_id, plain.row_id],
+        threads=2,
+        one=engine_probe,
+    )
+
+    assert outcomes == ["unchanged", "unchanged"]
+    assert handed == [rejected.row_id]  # the engine refreshed its token; the other was plain
+    for calendar in (rejected, plain):
+        assert calendar.row().last_synced_at > utcnow() - timedelta(minutes=1)  # type: ignore[operator]
