@@ -34,6 +34,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.states import Completed, Running
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -107,20 +108,26 @@ def _create_shards(
 def _wait(client: SyncPrefectClient, run_ids: list[uuid.UUID], timeout_s: float) -> list[FlowRun]:
     """The shard runs once all are final, or as they are when `timeout_s` has passed."""
     deadline = time.monotonic() + timeout_s
+    runs: list[FlowRun] = []
     while True:
-        runs = [
-            run
-            for start in range(0, len(run_ids), READ_BATCH)
-            for run in client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    id=FlowRunFilterId(any_=run_ids[start : start + READ_BATCH])
-                ),
-                sort=FlowRunSort.ID_DESC,
-                limit=READ_BATCH,
-            )
-        ]
-        if all(run.state is not None and run.state.is_final() for run in runs):
-            return runs
+        try:
+            runs = [
+                run
+                for start in range(0, len(run_ids), READ_BATCH)
+                for run in client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        id=FlowRunFilterId(any_=run_ids[start : start + READ_BATCH])
+                    ),
+                    sort=FlowRunSort.ID_DESC,
+                    limit=READ_BATCH,
+                )
+            ]
+        except PrefectHTTPStatusError as exc:
+            # A busy server's 5xx while the shards run: ask again, the shards are unharmed.
+            get_run_logger().warning("reading the shards' states failed (%s); retrying", exc)
+        else:
+            if all(run.state is not None and run.state.is_final() for run in runs):
+                return runs
         if time.monotonic() > deadline:
             return runs
         time.sleep(POLL_S)
