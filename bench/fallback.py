@@ -101,15 +101,19 @@ def wait_final(
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.exceptions import PrefectHTTPStatusError
 
     deadline = time.monotonic() + timeout_s
     with get_client(sync_client=True) as client:
         while True:
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)),
-                sort=FlowRunSort.ID_DESC,
-                limit=len(run_ids),
-            )
+            try:
+                runs = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)),
+                    sort=FlowRunSort.ID_DESC,
+                    limit=len(run_ids),
+                )
+            except PrefectHTTPStatusError:  # a busy server's 5xx: poll again
+                runs = []
             if len(runs) == len(run_ids) and all(r.state and r.state.is_final() for r in runs):
                 failed = [r for r in runs if not r.state.is_completed()]  # type: ignore[union-attr]
                 if failed and require_completed:
