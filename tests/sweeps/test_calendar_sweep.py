@@ -10,10 +10,11 @@ from prefect import get_client
 from prefect.deployments import run_deployment
 from sqlalchemy import select, update
 
-from core.db import session_scope, utcnow
+from core.db import session_factory, session_scope, utcnow
 from core.models import CalendarConnection, ConnectionStatus, Event
 from core.settings import get_settings
 from core.sync.calendar import CalendarSyncEngine
+from core.sync.calendar_probes import probe_calendars
 from core.sync.probe import ProbeResult
 from core.sync_lease import release, try_acquire
 from deployments.names import CALENDAR_SYNC
@@ -157,3 +158,29 @@ def test_a_sweep_probes_rows_not_synced_for_half_its_interval(google) -> None:
     assert recent.row().latest_sync_flow_run_id is None
     run_id = past_half.row().latest_sync_flow_run_id
     assert run_id is not None and wait_for(run_id).state.is_completed()  # type: ignore[union-attr]
+
+
+def test_a_batch_probe_hands_a_rejected_token_to_the_engine_and_stamps_the_rest_itself(
+    google,
+) -> None:
+    rejected = synced(google)
+    google.expire_access_tokens()  # Google now answers 401 to the tokens it issued so far
+    plain = synced(google)
+    handed: list[uuid.UUID] = []
+
+    def engine_probe(row_id: uuid.UUID) -> str:
+        handed.append(row_id)
+        return CalendarSyncEngine().probe(row_id).value
+
+    outcomes = probe_calendars(
+        get_settings(),
+        session_factory(),
+        [rejected.row_id, plain.row_id],
+        threads=2,
+        one=engine_probe,
+    )
+
+    assert outcomes == ["unchanged", "unchanged"]
+    assert handed == [rejected.row_id]  # the engine refreshed its token; the other was plain
+    for calendar in (rejected, plain):
+        assert calendar.row().last_synced_at > utcnow() - timedelta(minutes=1)  # type: ignore[operator]
