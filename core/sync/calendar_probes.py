@@ -22,10 +22,10 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import utcnow
+from core.credentials import token_is_fresh
+from core.db import db_now, utcnow
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar
 from core.settings import Settings
-from core.sync.calendar import TOKEN_REFRESH_MARGIN
 from core.sync.probe import ProbeResult
 from core.sync_lease import lease_free
 
@@ -67,7 +67,7 @@ def _plain_targets(
         if status == ConnectionStatus.NEEDS_REAUTH or not sync_token:
             # The engine answers these at once: needs re-authorization, or CHANGED.
             del known[row_id]
-        elif token and expires_at and expires_at - now > TOKEN_REFRESH_MARGIN:
+        elif token and token_is_fresh(expires_at, now):
             del known[row_id]
             targets.append(_Target(row_id, external_id, sync_token, token))
         else:
@@ -106,7 +106,6 @@ def _stamp(
     """Move each unchanged calendar's cursor and stamp it, in one transaction; a calendar a sync
     took (lease) or moved (cursor) meanwhile is SKIPPED: a sync's result always wins."""
     outcomes: dict[uuid.UUID, ProbeResult] = {}
-    now = utcnow()
     with sessions.begin() as session:
         for target, next_token in unchanged:
             moved = session.execute(
@@ -116,7 +115,7 @@ def _stamp(
                     ExternalCalendar.sync_token == target.sync_token,
                     lease_free(),
                 )
-                .values(sync_token=next_token, last_synced_at=now)
+                .values(sync_token=next_token, last_synced_at=db_now())
             ).rowcount  # type: ignore[attr-defined]
             outcomes[target.id] = ProbeResult.UNCHANGED if moved else ProbeResult.SKIPPED
     return outcomes
