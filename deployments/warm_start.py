@@ -16,6 +16,9 @@ Prefect built for it (settings re-read from that env); any other command goes to
 `run_process`. Logs, heartbeats, cancellation (the fork's pid gets Prefect's signals) and crash
 hooks (the runner or worker reads the fork's exit code) therefore stay Prefect's own;
 tests/deployments/test_warm_start_shape.py fails when the internals named here change shape.
+Two differences remain, both harmless here: a fork writes to its starter's stdout directly (Prefect
+pipes a child's output and copies it there), and its /proc environ is the forkserver's, so `ps`
+finds a run by its process name instead (`find_run_process`).
 """
 
 from __future__ import annotations
