@@ -55,10 +55,14 @@ class Host:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-        """Start `args` on this host (its own session, output to `log`), like processes.start."""
+        """Start `args` on this host (its own session, output to `log`), like processes.start.
+
+        The process also gets a UTS namespace whose hostname is the host's name, so what it
+        reports as its machine (`socket.gethostname()`) tells the hosts apart."""
         handle = log.open("ab")
+        named = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', self.name]
         process = subprocess.Popen(
-            ["ip", "netns", "exec", self.namespace, *args],
+            ["ip", "netns", "exec", self.namespace, *named, *args],
             env=env,
             cwd=ROOT,
             stdout=handle,
@@ -204,6 +208,8 @@ def namespaces_unavailable() -> str | None:
     """Why this machine cannot make network namespaces, or None when it can."""
     if shutil.which("ip") is None:
         return "iproute2's `ip` is not installed (apt-get install iproute2)"
+    if shutil.which("unshare") is None:
+        return "util-linux's `unshare` is not installed"
     if os.geteuid() != 0:
         return "network namespaces need root"
     probe = f"calsync-probe-{uuid.uuid4().hex[:6]}"
