@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     fallback_sync_interval_s: int = Field(
         default=30 * 60, ge=1, validation_alias=AliasChoices("CALSYNC_FALLBACK_SYNC_INTERVAL_S")
     )
+    # More stale rows than this and a sweep fans out shard runs of at most this many rows each,
+    # which any worker of the pool may take (flows/sweep_shards.py).
+    sweep_shard_size: int = Field(
+        default=2000, ge=1, validation_alias=AliasChoices("CALSYNC_SWEEP_SHARD_SIZE")
+    )
     # How long a sync's lease on its row lasts without renewal (runs renew it as pages arrive):
     # a stalled run loses it after this and may then write nothing more.
     sync_lease_ttl_s: float = Field(

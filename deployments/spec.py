@@ -14,6 +14,7 @@ from deployments import names
 from flows.calendar_sync import sync_calendar
 from flows.channel_renewal import renew_calendar_channels
 from flows.linear_sync import sync_linear
+from flows.sweep_shards import sweep_calendars_shard, sweep_linear_shard
 from flows.sweeps import sweep_calendars, sweep_linear
 
 # Intervals count from a fixed UTC anchor, so every deploy keeps the same slots (:00 and :30).
@@ -76,6 +77,13 @@ def deployment_specs(settings: Settings) -> tuple[DeploymentSpec, ...]:
             Every("calendar-sweep", sweep_every),
         ),
         DeploymentSpec(
+            sweep_calendars_shard,
+            names.CALENDAR_SWEEP_SHARD_DEPLOYMENT,
+            "One shard of a calendar sweep with more stale calendars than "
+            "CALSYNC_SWEEP_SHARD_SIZE (started by the sweep).",
+            ("provider:google", names.RUN_TAG, "sweep"),
+        ),
+        DeploymentSpec(
             renew_calendar_channels,
             names.CHANNEL_RENEWAL_DEPLOYMENT,
             "Renew Google push channels expiring soon; stop disabled calendars' ones.",
@@ -90,5 +98,12 @@ def deployment_specs(settings: Settings) -> tuple[DeploymentSpec, ...]:
             "Fallback sync: probe stale Linear connections, sync the changed ones.",
             ("provider:linear", names.RUN_TAG, "sweep"),
             Every("linear-sweep", sweep_every),
+        ),
+        DeploymentSpec(
+            sweep_linear_shard,
+            names.LINEAR_SWEEP_SHARD_DEPLOYMENT,
+            "One shard of a Linear sweep with more stale connections than "
+            "CALSYNC_SWEEP_SHARD_SIZE (started by the sweep).",
+            ("provider:linear", names.RUN_TAG, "sweep"),
         ),
     )

@@ -7,11 +7,24 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, or_, select, true
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar, TaskConnection
 from core.sync_lease import lease_free
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """A shard's rows: ids from `first` to `last`, both included (sweep shards split the stale
+    rows, sorted by id, into such ranges when they fan out)."""
+
+    first: uuid.UUID
+    last: uuid.UUID
+
+
+def _within(column: InstrumentedAttribute[uuid.UUID], ids: IdRange | None) -> ColumnElement[bool]:
+    return true() if ids is None else column.between(ids.first, ids.last)
 
 
 @dataclass(frozen=True)
@@ -34,9 +47,11 @@ _COLUMNS = (
 )
 
 
-def stale_calendars(session: Session, synced_before: datetime) -> list[SyncCandidate]:
+def stale_calendars(
+    session: Session, synced_before: datetime, ids: IdRange | None = None
+) -> list[SyncCandidate]:
     """Enabled calendars of usable connections, not synced since `synced_before`, no sync
-    holding their lease."""
+    holding their lease (only those in `ids`, if given), by id."""
     rows = session.execute(
         select(*_COLUMNS)
         .join(CalendarConnection)
@@ -48,6 +63,7 @@ def stale_calendars(session: Session, synced_before: datetime) -> list[SyncCandi
                 ExternalCalendar.last_synced_at < synced_before,
             ),
             lease_free(),
+            _within(ExternalCalendar.id, ids),
         )
         .order_by(ExternalCalendar.id)
     )
@@ -89,9 +105,11 @@ def _task_connection_candidates(
     ]
 
 
-def stale_task_connections(session: Session, synced_before: datetime) -> list[SyncCandidate]:
+def stale_task_connections(
+    session: Session, synced_before: datetime, ids: IdRange | None = None
+) -> list[SyncCandidate]:
     """Usable Linear connections not synced since `synced_before`, no sync holding their
-    lease."""
+    lease (only those in `ids`, if given), by id."""
     return _task_connection_candidates(
         session,
         or_(
@@ -99,6 +117,7 @@ def stale_task_connections(session: Session, synced_before: datetime) -> list[Sy
             TaskConnection.last_synced_at < synced_before,
         ),
         lease_free(TaskConnection),
+        _within(TaskConnection.id, ids),
     )
 
 
