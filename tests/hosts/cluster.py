@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,8 +177,9 @@ def running_cluster(network: VirtualNetwork, logs: Path) -> Iterator[Cluster]:
 
 
 @contextmanager
-def app_database(url: str) -> Iterator[None]:
-    """Point this process's settings at `url` (the session's database comes back at exit)."""
+def app_settings(**env: str) -> Iterator[None]:
+    """Point this process's settings at `env` (the app database, the emulator); the session's
+    come back at exit."""
     from core.crypto import get_cipher
     from core.db import get_engine
     from core.settings import get_settings
@@ -188,14 +189,29 @@ def app_database(url: str) -> Iterator[None]:
         get_settings.cache_clear()
         get_cipher.cache_clear()
 
-    before = os.environ.get("CALSYNC_DATABASE_URL")
-    os.environ["CALSYNC_DATABASE_URL"] = url
+    before = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     reset()
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("CALSYNC_DATABASE_URL", None)
-        else:
-            os.environ["CALSYNC_DATABASE_URL"] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         reset()
+
+
+def app_database(url: str) -> AbstractContextManager[None]:
+    return app_settings(CALSYNC_DATABASE_URL=url)
+
+
+def cluster_settings(cluster: Cluster) -> AbstractContextManager[None]:
+    """This process as a machine of the cluster: its app database (over 127.0.0.1) and its
+    emulator, for seeding and reading rows."""
+    return app_settings(
+        CALSYNC_DATABASE_URL=cluster.app_database,
+        GOOGLE_API_BASE_URL=cluster.emulator,
+        GOOGLE_OAUTH_TOKEN_URL=f"{cluster.emulator}/token",
+    )

@@ -1,7 +1,8 @@
 """calsync across five hosts (tests/hosts/cluster.py): Sync now through the API, an API host
-restarted while it owed a start, and a worker host that dies mid-run.
+restarted while it owed a start, a worker host that dies mid-run, and a sweep sharded across
+both worker hosts.
 
-One test on one cluster (its start-up is most of the cost), the scenarios in turn.
+Two tests on one cluster (its start-up is most of the cost), the scenarios in turn.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
-from core.db import session_scope
+from core.db import session_scope, utcnow
 from core.errors import CRASHED
 from core.models import Event, ExternalCalendar
-from tests.hosts.cluster import WORKERS, Cluster, app_database, running_cluster
+from core.sync.calendar import CalendarSyncEngine
+from deployments import names
+from tests.hosts.cluster import WORKERS, Cluster, cluster_settings, running_cluster
 from tests.live.sse import run_events, statuses
 from tests.support.auth import bearer
 from tests.support.google import GoogleEmulator, seed_calendar
@@ -28,6 +33,8 @@ from tests.support.prefect_runs import flow_run_pid
 
 pytestmark = pytest.mark.integration
 
+# A worker takes at most --limit 4 runs: 6 shards (and the sweep itself) need both hosts.
+SWEPT, SHARD_SIZE = 12, 2
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -37,7 +44,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with (
         virtual_network() as network,
         running_cluster(network, logs) as running,
-        app_database(running.app_database),
+        cluster_settings(running),
     ):
         yield running
 
@@ -107,6 +114,41 @@ def calendars(google: GoogleEmulator, user: str, *events: int) -> list[uuid.UUID
     return rows
 
 
+def stale_synced(google: GoogleEmulator, count: int) -> list[tuple[uuid.UUID, str]]:
+    """Calendars synced (by this process) two hours ago: (row ID, Google calendar ID)."""
+    account = google.account()
+    seeded = []
+    for index in range(count):
+        calendar = google.calendar(account["email"], f"Swept {index}")
+        google.bulk(calendar["id"], 2)
+        row_id = seed_calendar(account, calendar, user_id=f"swept-{account['email']}")
+        CalendarSyncEngine().sync(row_id)
+        seeded.append((row_id, calendar["id"]))
+    with session_scope() as session:
+        session.execute(
+            update(ExternalCalendar)
+            .where(ExternalCalendar.id.in_([row_id for row_id, _ in seeded]))
+            .values(last_synced_at=utcnow() - timedelta(hours=2))
+        )
+    return seeded
+
+
+def start_sweep(cluster: Cluster, shard_size: int) -> str:
+    flow, deployment = names.CALENDAR_SWEEP.split("/")
+    found = httpx.get(f"{cluster.prefect_api}/deployments/name/{flow}/{deployment}").json()
+    run = httpx.post(
+        f"{cluster.prefect_api}/deployments/{found['id']}/create_flow_run",
+        json={"parameters": {"shard_size": shard_size}},
+    )
+    run.raise_for_status()
+    return str(run.json()["id"])
+
+
+def runs_tagged(cluster: Cluster, tag: str) -> list[dict[str, Any]]:
+    body = {"flow_runs": {"tags": {"all_": [tag]}}, "limit": 200}
+    return list(httpx.post(f"{cluster.prefect_api}/flow_runs/filter", json=body).json())
+
+
 def test_syncs_survive_a_restarted_api_host_and_a_dead_worker_host(cluster: Cluster) -> None:
     google = GoogleEmulator(cluster.emulator)
     user = f"hosts-{uuid.uuid4().hex[:8]}"
@@ -170,3 +212,29 @@ def test_syncs_survive_a_restarted_api_host_and_a_dead_worker_host(cluster: Clus
     ).pop()
     assert final_run(cluster, replacement)["state"]["type"] == "COMPLETED"
     assert stored_events(doomed) == 30
+
+
+def test_a_sweep_is_sharded_across_both_worker_hosts(cluster: Cluster) -> None:
+    """More shards than one worker's --limit: each worker host runs some (a shard tags its run
+    with the host it ran on), and every stale calendar is probed once."""
+    google = GoogleEmulator(cluster.emulator)
+    swept = stale_synced(google, SWEPT)
+    google.reset_calls()
+
+    sweep = final_run(cluster, start_sweep(cluster, SHARD_SIZE), timeout_s=300)
+
+    assert sweep["state"]["type"] == "COMPLETED", sweep["state"]
+    shards = runs_tagged(cluster, f"sweep:{sweep['id']}")
+    assert len(shards) == SWEPT // SHARD_SIZE
+    assert all(shard["state"]["type"] == "COMPLETED" for shard in shards)
+    hosts = [tag for shard in shards for tag in shard["tags"] if tag.startswith("host:")]
+    assert set(hosts) == {f"host:{name}" for name in WORKERS}, hosts
+    calls = google.calls()
+    assert [calls.get(f"events.list:{google_id}") for _, google_id in swept] == [1] * SWEPT
+    with session_scope() as session:
+        synced = session.scalars(
+            select(ExternalCalendar.last_synced_at).where(
+                ExternalCalendar.id.in_([row_id for row_id, _ in swept])
+            )
+        ).all()
+    assert all(at is not None and at > utcnow() - timedelta(minutes=10) for at in synced)
