@@ -16,10 +16,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from core.errors import CRASHED
 from core.migrate import upgrade
 from deployments import names
 from tests.hosts.cluster import _operator, app_database
@@ -151,12 +153,14 @@ def replicas(
 
 
 class Users:
-    """Users clicking Sync now and polling their runs' status; every answer is kept."""
+    """Users clicking Sync now and watching their calendars as the frontend does (the listing
+    with each calendar's latest run); every answer is kept."""
 
     def __init__(self, api_url: str) -> None:
         self.api_url = api_url
         self.answers: list[tuple[str, int, str]] = []
-        self.runs: dict[str, str] = {}  # run ID -> user
+        self.users: list[str] = []
+        self.failed: list[dict[str, Any]] = []  # calendars shown with a failed run
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, daemon=True)
         self._poller.start()
@@ -165,16 +169,19 @@ class Users:
         with httpx.Client(base_url=self.api_url, headers=bearer(user), timeout=30) as client:
             answer = client.post(f"/calendars/{row_id}/sync")
         self.answers.append(("POST sync", answer.status_code, answer.text))
-        if answer.status_code == 202 and answer.json()["flow_run_id"]:
-            self.runs[answer.json()["flow_run_id"]] = user
+        self.users.append(user)
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            for run_id, user in list(self.runs.items()):
+            for user in list(self.users):
                 answer = httpx.get(
-                    f"{self.api_url}/sync-runs/{run_id}", headers=bearer(user), timeout=30
+                    f"{self.api_url}/me/google-connection", headers=bearer(user), timeout=30
                 )
-                self.answers.append(("GET status", answer.status_code, answer.text))
+                self.answers.append(("GET calendars", answer.status_code, answer.text))
+                if answer.status_code == 200:
+                    for calendar in answer.json()[0]["calendars"]:
+                        if calendar["run"] and calendar["run"]["status"] == "failed":
+                            self.failed.append(calendar)
             self._stop.wait(0.2)
 
     def stop(self) -> list[tuple[str, int, str]]:
@@ -218,5 +225,12 @@ def test_a_killed_server_replica_loses_no_start_and_shows_users_no_error(
     with session_scope() as session:
         latest = [session.get(ExternalCalendar, row_id) for _, row_id in rows]
     assert all(row is not None and row.sync_requested_at is None for row in latest)
+    # A run whose worker was opening its event stream through the replica as it died crashes
+    # at submission (Prefect 3.8.8's events client does not retry a websocket handshake cut
+    # short: InvalidMessage is not among its RETRYABLE_EXCEPTIONS); the API reports it with the
+    # crash message and starts the row again at once. Any other failure is a bug.
+    assert all(c["run"]["error"] == CRASHED for c in users.failed), users.failed
+    crashed = {c["latest_sync_flow_run_id"] for c in users.failed}
+    print(f"runs users saw fail (crashed at submission, then re-synced): {len(crashed)}")
     # Both replicas served: the killed one before it died, the other throughout.
     assert all(replicas.balancer.connections), replicas.balancer.connections
