@@ -66,7 +66,7 @@ def tree_cpu_s(pid: int) -> float:
 
 
 def _seed(emulator: str, calendars: int, events: int, user_id: str) -> list[uuid.UUID]:
-    from bench.fallback import _seed as seed_calendars
+    from bench.fallback import seed as seed_calendars
 
     if events == 5:
         return [row_id for row_id, _ in seed_calendars(emulator, calendars, user_id)]
@@ -108,7 +108,7 @@ def _in_process(emulator: str, events: int) -> dict[str, float]:
 def _flow_runs(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
     from prefect.deployments import run_deployment
 
-    from bench.fallback import _wait_final
+    from bench.fallback import wait_final
     from deployments.names import CALENDAR_SYNC
 
     runner, server = stack.named["runner"].pid, stack.named["prefect-server"].pid
@@ -119,7 +119,7 @@ def _flow_runs(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
         parameters = {"external_calendar_id": str(row_id)}
         run = run_deployment(CALENDAR_SYNC, parameters=parameters, timeout=0)
         run_ids.append(run.id)  # type: ignore[union-attr]
-    _wait_final(run_ids)
+    wait_final(run_ids)
     time.sleep(3)  # logs and events still being written by the server
     runner_s, server_s = tree_cpu_s(runner) - before[0], tree_cpu_s(server) - before[1]
     return {
@@ -129,7 +129,7 @@ def _flow_runs(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
 
 
 def _api(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
-    from bench.fallback import _wait_final
+    from bench.fallback import wait_final
 
     api = stack.named["api"].pid
     headers = {"Authorization": f"Bearer {stack.token('capacity-runs')}"}
@@ -139,7 +139,7 @@ def _api(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
     for row_id in rows[:START_REQUESTS]:  # each row's last run is final: each start is a run
         started_ids.append(client.post(f"/calendars/{row_id}/sync").json()["flow_run_id"])
     # Until they end: the API also follows each run's events (live streams, metrics).
-    _wait_final([uuid.UUID(run_id) for run_id in started_ids])
+    wait_final([uuid.UUID(run_id) for run_id in started_ids])
     start_s = tree_cpu_s(api) - before
     run_id = started_ids[-1]
     client.get(f"/sync-runs/{run_id}").raise_for_status()
