@@ -79,6 +79,26 @@ def _seed(emulator: str, calendars: int, events: int, user_id: str) -> list[uuid
     return [row_id]
 
 
+def _settle(run_ids: list[uuid.UUID], timeout_s: float = 900) -> int:
+    """Wait until every run is final; how many did not complete (their CPU still counts: a
+    crashed run cost what it cost)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)),
+                limit=len(run_ids),
+            )
+            if len(runs) == len(run_ids) and all(r.state and r.state.is_final() for r in runs):
+                return sum(1 for r in runs if not r.state.is_completed())  # type: ignore[union-attr]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"runs not final after {timeout_s}s")
+            time.sleep(0.5)
+
+
 def _in_process(emulator: str, events: int) -> dict[str, float]:
     from core.sync.calendar import CalendarSyncEngine
 
@@ -108,7 +128,6 @@ def _in_process(emulator: str, events: int) -> dict[str, float]:
 def _flow_runs(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
     from prefect.deployments import run_deployment
 
-    from bench.fallback import wait_final
     from deployments.names import CALENDAR_SYNC
 
     runner, server = stack.named["runner"].pid, stack.named["prefect-server"].pid
@@ -119,18 +138,17 @@ def _flow_runs(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
         parameters = {"external_calendar_id": str(row_id)}
         run = run_deployment(CALENDAR_SYNC, parameters=parameters, timeout=0)
         run_ids.append(run.id)  # type: ignore[union-attr]
-    wait_final(run_ids)
+    failed = _settle(run_ids)
     time.sleep(3)  # logs and events still being written by the server
     runner_s, server_s = tree_cpu_s(runner) - before[0], tree_cpu_s(server) - before[1]
     return {
         "flow_run_worker_cpu_ms": round(runner_s * 1000 / len(run_ids), 1),
         "flow_run_server_cpu_ms": round(server_s * 1000 / len(run_ids), 1),
+        "flow_runs_not_completed": failed,
     }
 
 
 def _api(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
-    from bench.fallback import wait_final
-
     api = stack.named["api"].pid
     headers = {"Authorization": f"Bearer {stack.token('capacity-runs')}"}
     client = httpx.Client(base_url=stack.api_url, headers=headers, timeout=60)
@@ -139,7 +157,7 @@ def _api(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
     for row_id in rows[:START_REQUESTS]:  # each row's last run is final: each start is a run
         started_ids.append(client.post(f"/calendars/{row_id}/sync").json()["flow_run_id"])
     # Until they end: the API also follows each run's events (live streams, metrics).
-    wait_final([uuid.UUID(run_id) for run_id in started_ids])
+    failed = _settle([uuid.UUID(run_id) for run_id in started_ids])
     start_s = tree_cpu_s(api) - before
     run_id = started_ids[-1]
     client.get(f"/sync-runs/{run_id}").raise_for_status()
@@ -155,6 +173,7 @@ def _api(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
     return {
         "api_status_requests_per_cpu_s": round(STATUS_REQUESTS / status_s),
         "api_start_requests_per_cpu_s": round(START_REQUESTS / start_s, 1),
+        "api_runs_not_completed": failed,
     }
 
 
