@@ -8,9 +8,8 @@ Two tests on one cluster (its start-up is most of the cost), the scenarios in tu
 from __future__ import annotations
 
 import signal
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -21,10 +20,11 @@ from sqlalchemy import select, update
 
 from core.db import session_scope, utcnow
 from core.errors import CRASHED
-from core.models import Event, ExternalCalendar
+from core.models import ExternalCalendar
 from core.sync.calendar import CalendarSyncEngine
 from deployments import names
 from tests.hosts.cluster import WORKERS, Cluster, cluster_settings, running_cluster
+from tests.hosts.waits import stored_events, until
 from tests.live.sse import run_events, statuses
 from tests.support.auth import bearer
 from tests.support.google import GoogleEmulator, seed_calendar
@@ -53,16 +53,6 @@ def flow_run(cluster: Cluster, run_id: object) -> dict[str, Any]:
     return dict(httpx.get(f"{cluster.prefect_api}/flow_runs/{run_id}", timeout=10).json())
 
 
-def until(what: str, check: Callable[[], Any], timeout_s: float) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` when time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
-
-
 def state(cluster: Cluster, run_id: object) -> str:
     return str(flow_run(cluster, run_id)["state"]["type"])
 
@@ -80,11 +70,6 @@ def row(row_id: uuid.UUID) -> ExternalCalendar:
         found = session.get(ExternalCalendar, row_id)
         assert found is not None
         return found
-
-
-def stored_events(row_id: uuid.UUID) -> int:
-    with session_scope() as session:
-        return session.query(Event).filter(Event.external_calendar_id == row_id).count()
 
 
 def heartbeat_stored(cluster: Cluster, run_id: object) -> bool:

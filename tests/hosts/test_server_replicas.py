@@ -25,7 +25,7 @@ from core.errors import CRASHED
 from core.migrate import upgrade
 from deployments import names
 from tests.hosts.cluster import _operator, app_database
-from tests.hosts.test_multi_host import stored_events, until
+from tests.hosts.waits import stored_events, until
 from tests.support.auth import bearer
 from tests.support.balancer import Balancer, balancer
 from tests.support.google import GoogleEmulator, seed_calendar
