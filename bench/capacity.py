@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 TICKS = os.sysconf("SC_CLK_TCK")
-RUNS = 20
+RUNS = 12
 PROBES = 300
 STATUS_REQUESTS = 2000
 START_REQUESTS = RUNS
