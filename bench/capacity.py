@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 TICKS = os.sysconf("SC_CLK_TCK")
-RUNS = 12
+RUNS = 8
 PROBES = 300
 STATUS_REQUESTS = 2000
 START_REQUESTS = RUNS
@@ -169,8 +169,8 @@ def _api(stack: Any, rows: list[uuid.UUID]) -> dict[str, float]:
             )
         )
     status_s = tree_cpu_s(api) - before
-    assert set(codes) == {200}, set(codes)
     return {
+        "api_status_errors": sum(1 for code in codes if code != 200),
         "api_status_requests_per_cpu_s": round(STATUS_REQUESTS / status_s),
         "api_start_requests_per_cpu_s": round(START_REQUESTS / start_s, 1),
         "api_runs_not_completed": failed,
