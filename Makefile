@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test lint bench install browser clean lock openapi node
+.PHONY: dev test lint bench install browser iproute clean lock openapi node
 
 # Every machine installs the set CI tested: constraints.txt pins each package (`make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -35,6 +35,15 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    chromium fonts-dejavu-core; }
 
+# iproute2's `ip` for the multi-host tests (tests/hosts: network namespaces, root only). Without
+# it they skip, except under CI=true where they must run.
+iproute:
+	@command -v ip >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; \
+	  elif [ "$$CI" = true ]; then echo "CI needs iproute2 and apt-get is unusable here" >&2; exit 1; \
+	  else echo "iproute2 is missing and apt-get is unusable: the multi-host tests will skip"; fi; }
+
 # Node and npm from Debian where missing (root, or sudo without a password), for `make openapi`.
 node:
 	@command -v npm >/dev/null 2>&1 || { \
@@ -51,7 +60,7 @@ openapi: install node
 dev: install
 	$(PY) -m deployments.local_stack
 
-test: install browser
+test: install browser iproute
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

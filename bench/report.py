@@ -110,6 +110,22 @@ BENCHMARKS: dict[str, list[Figure]] = {
             "sharded sweep on 2 process workers, s (vs 1 worker)",
         ),
         Figure("per_calendar_ms", None, "reported", "sharded sweep, 2 workers: ms per calendar"),
+    "capacity": [
+        Figure("probe_cpu_ms", None, "reported", "CPU per sweep probe, ms"),
+        Figure(
+            "flow_run_worker_cpu_ms",
+            "no_change_sync_cpu_ms",
+            "reported",
+            "worker CPU per no-change sync run, ms (vs the sync in process)",
+        ),
+        Figure("flow_run_server_cpu_ms", None, "reported", "Prefect server CPU per run, ms"),
+        Figure(
+            "full_sync_cpu_ms_per_1k_events", None, "reported", "CPU per 1,000 events synced, ms"
+        ),
+        Figure(
+            "api_status_requests_per_cpu_s", None, "reported", "API status reads per CPU-second"
+        ),
+        Figure("api_start_requests_per_cpu_s", None, "reported", "API sync starts per CPU-second"),
     ],
     "live": [
         Figure(
