@@ -110,6 +110,7 @@ BENCHMARKS: dict[str, list[Figure]] = {
             "sharded sweep on 2 process workers, s (vs 1 worker)",
         ),
         Figure("per_calendar_ms", None, "reported", "sharded sweep, 2 workers: ms per calendar"),
+    ],
     "capacity": [
         Figure("probe_cpu_ms", None, "reported", "CPU per sweep probe, ms"),
         Figure(
