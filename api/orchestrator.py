@@ -314,28 +314,23 @@ class Orchestrator:
         idempotency_key: str | None = None,
     ) -> RunInfo:
         """Create a flow run from a deployment; the same idempotency key returns the same run."""
-        deployment_id = await self._deployment_id(deployment)
-        try:
-            run = await self._bounded(
+
+        async def create() -> FlowRun:
+            return await self._bounded(
                 self.client.create_flow_run_from_deployment(
-                    deployment_id,
+                    await self._deployment_id(deployment),
                     parameters=parameters,
                     tags=list(tags),
                     idempotency_key=idempotency_key,
                 )
             )
+
+        try:
+            run = await create()
         except ObjectNotFound:
             # The deployment was re-registered under a new ID: look it up again once.
             self._deployment_ids.pop(deployment, None)
-            deployment_id = await self._deployment_id(deployment)
-            run = await self._bounded(
-                self.client.create_flow_run_from_deployment(
-                    deployment_id,
-                    parameters=parameters,
-                    tags=list(tags),
-                    idempotency_key=idempotency_key,
-                )
-            )
+            run = await create()
         info = run_info(run)
         self._remember(info.id, info, self._events_generation)
         return info
