@@ -44,7 +44,8 @@ def test_a_sweep_names_its_work_and_the_runs_it_starts_point_back_to_it(google) 
         tasks = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[finished.id]))
         )
-    assert "probe/Push" in {task.name for task in tasks}
+    # The probes' task runs are named for the rows they cover (one stale calendar here).
+    assert "probe/calendars 1-1 of 1" in {task.name for task in tasks}
 
 
 def test_api_runs_are_tagged_source_api_and_every_deployment_has_a_version(api_url, google) -> None:
