@@ -61,11 +61,18 @@ def state(cluster: Cluster, run_id: object) -> str | None:
 
 
 def final_run(cluster: Cluster, run_id: object, timeout_s: float = 120) -> dict[str, Any]:
-    return until(
-        f"flow run {run_id} final",
-        lambda: (run := flow_run(cluster, run_id)) and run["state"]["type"] in FINAL and run,
-        timeout_s,
-    )
+    seen: list[Any] = []
+
+    def final() -> dict[str, Any] | None:
+        response = httpx.get(f"{cluster.prefect_api}/flow_runs/{run_id}", timeout=10)
+        seen[:] = [response.status_code, response.text[:600]]
+        run = dict(response.json()) if response.status_code == 200 else {}
+        return run if run and run["state"]["type"] in FINAL else None
+
+    try:
+        return until(f"flow run {run_id} final", final, timeout_s)  # type: ignore[no-any-return]
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last read: {seen}") from None
 
 
 def row(row_id: uuid.UUID) -> ExternalCalendar:
@@ -198,7 +205,7 @@ def test_syncs_survive_a_restarted_api_host_and_a_dead_worker_host(cluster: Clus
         lambda: {row(doomed).latest_sync_flow_run_id} - {None, uuid.UUID(dying)},
         60,
     ).pop()
-    assert final_run(cluster, replacement)["state"]["type"] == "COMPLETED"
+    assert final_run(cluster, replacement, timeout_s=240)["state"]["type"] == "COMPLETED"
     assert stored_events(doomed) == 30
 
 
