@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPORT = HERE / "REPORT.md"
+RAW = "Raw results:"
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,7 @@ def render(results: dict[str, dict[str, object]]) -> str:
                 f"| {name} | {fig.label} | {value} | {shown_base} | {ratio} | {fig.target} |"
             )
     lines += soak_section(results.get("soak", {}))
-    lines += ["", "Raw results:", "", "```json", json.dumps(results, indent=2), "```", ""]
+    lines += ["", RAW, "", "```json", json.dumps(results, indent=2), "```", ""]
     return "\n".join(lines)
 
 
@@ -255,15 +257,33 @@ def previous_results() -> dict[str, dict[str, object]]:
         return {}
     text = REPORT.read_text()
     try:
-        block = text.split("```json", 1)[1].split("```", 1)[0]
+        block = text.split(RAW, 1)[1].split("```json", 1)[1].split("```", 1)[0]
         return dict(json.loads(block))
     except (IndexError, ValueError):
         return {}
 
 
+def written_sections() -> list[str]:
+    """The report's sections written by hand (every `## ` section but the generated Soak one),
+    carried over when the figures are rendered again."""
+    if not REPORT.exists():
+        return []
+    text = REPORT.read_text().split(RAW, 1)[0]
+    parts = re.split(r"^(?=## )", text, flags=re.MULTILINE)[1:]
+    return [part.rstrip() + "\n" for part in parts if not part.startswith("## Soak\n")]
+
+
+def with_sections(rendered: str, sections: list[str]) -> str:
+    if not sections:
+        return rendered
+    head, raw = rendered.split(RAW, 1)
+    return head.rstrip() + "\n\n" + "\n".join(sections) + "\n" + RAW + raw
+
+
 def main() -> None:
+    sections = written_sections()
     if sys.argv[1:] == ["--render"]:
-        REPORT.write_text(render(previous_results()))
+        REPORT.write_text(with_sections(render(previous_results()), sections))
         return
     only = sys.argv[1:] or [name for name in BENCHMARKS if name not in ON_REQUEST]
     previous = previous_results()
@@ -272,7 +292,7 @@ def main() -> None:
         print(f"[bench] {name} ...", flush=True)
         results[name] = run_one(name)
         print(f"[bench] {name}: {json.dumps(results[name])}", flush=True)
-    REPORT.write_text(render(results))
+    REPORT.write_text(with_sections(render(results), sections))
     print(f"[bench] wrote {REPORT}")
 
 

@@ -1,7 +1,7 @@
 """Peak memory of a flow run's process on this machine, read from /proc while it runs.
 
-The runner and process workers start each flow run as a subprocess with the run's ID in its
-environment (`PREFECT__FLOW_RUN_ID`), which is how its process is found.
+A run's process is found as deployments/warm_start.py finds it: a warm fork by its process name,
+a process Prefect started by the run ID in its environment.
 """
 
 from __future__ import annotations
@@ -16,17 +16,12 @@ POLL_S = 0.1
 
 def flow_run_pid(run_id: uuid.UUID, timeout_s: float = 60) -> int | None:
     """The process running `run_id` once it appears, or None after `timeout_s`."""
-    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    from deployments.warm_start import find_run_process
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                if marker in (proc / "environ").read_bytes().split(b"\0"):
-                    return int(proc.name)
-            except OSError:
-                continue
+        if (pid := find_run_process(run_id)) is not None:
+            return pid
         time.sleep(POLL_S)
     return None
 
