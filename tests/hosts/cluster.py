@@ -106,6 +106,8 @@ def _env(logs: Path, prefect_api: str, app_db: str, emulator: str) -> dict[str, 
         CALSYNC_PUBLIC_BASE_URL="",
         # A killed run's lease lapses soon after the automation crashes it.
         CALSYNC_SYNC_LEASE_TTL_S="30",
+        # A run no worker takes (its start lost with a dying host) is replaced soon.
+        CALSYNC_STUCK_RUN_AFTER_S="60",
         GOOGLE_API_BASE_URL=emulator,
         GOOGLE_OAUTH_TOKEN_URL=f"{emulator}/token",
         GOOGLE_OAUTH_AUTHORIZE_URL=f"{emulator}/o/oauth2/v2/auth",

@@ -200,12 +200,18 @@ def test_syncs_survive_a_restarted_api_host_and_a_dead_worker_host(cluster: Clus
     assert crashed["state"]["type"] == "CRASHED" and crashed["state"]["message"] == CRASHED
     assert statuses(events)[-2:] == ["running", "failed"], statuses(events)
     assert events[-1].data["error"] == CRASHED
-    replacement = until(
-        "the crashed row's next run",
-        lambda: {row(doomed).latest_sync_flow_run_id} - {None, uuid.UUID(dying)},
-        60,
-    ).pop()
-    assert final_run(cluster, replacement, timeout_s=240)["state"]["type"] == "COMPLETED"
+
+    def resynced() -> dict[str, Any] | None:
+        # The reconciler's restart syncs it; should no worker ever take that run (it has been
+        # seen, once in four runs here, with a host just powered off), the stuck-run
+        # reconciler replaces it after CALSYNC_STUCK_RUN_AFTER_S: the row converges either way.
+        latest = row(doomed).latest_sync_flow_run_id
+        if latest in (None, uuid.UUID(dying)):
+            return None
+        run = flow_run(cluster, latest)
+        return run if (run.get("state") or {}).get("type") == "COMPLETED" else None
+
+    until("the crashed row re-synced by its next run", resynced, 300)
     assert stored_events(doomed) == 30
 
 
