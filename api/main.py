@@ -24,6 +24,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import TokenVerifier
@@ -52,6 +54,7 @@ from api.routes import settings as user_settings
 from api.routes.demo_page import router as demo_page_router
 from api.routes.sync_streams import router as sync_streams_router
 from api.run_reconciler import RunReconciler
+from core.db_errors import database_unavailable
 from core.errors import RequestRefused, SyncError
 from core.log_config import configure_logging
 from core.settings import get_settings, settings_or_exit
@@ -59,6 +62,8 @@ from core.settings import get_settings, settings_or_exit
 logger = logging.getLogger(__name__)
 
 PREFECT_DOWN = "The sync service is temporarily unavailable. Try again in a moment."
+DATABASE_DOWN = "The service is temporarily unavailable. Try again in a moment."
+DATABASE_RETRY_AFTER_S = 5
 # How much of a rejected value a 422 echoes back: enough to recognise it, never the whole body.
 MAX_ECHOED_INPUT = 100
 
@@ -94,6 +99,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _orchestrator_unavailable(request: Request, exc: Exception) -> JSONResponse:
     logger.warning("orchestrator unavailable on %s %s: %s", request.method, request.url.path, exc)
     return error_response(503, PREFECT_DOWN, ErrorCode.PREFECT_UNAVAILABLE)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The app database away or overloaded: 503, retry shortly. Any other database error is a
+    bug: re-raised for the catch-all's logged 500 (api/catch_all.py)."""
+    if not database_unavailable(exc):
+        raise exc
+    cause = getattr(exc, "orig", None) or exc
+    # The type only: a driver's message may quote the statement's parameters.
+    logger.warning(
+        "app database unavailable on %s %s: %s", request.method, request.url.path, type(cause)
+    )
+    return error_response(
+        503,
+        DATABASE_DOWN,
+        ErrorCode.UNAVAILABLE,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
 
 
 async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
@@ -172,6 +195,8 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(OrchestratorUnavailable, _orchestrator_unavailable)
     app.add_exception_handler(SyncError, _provider_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
     app.add_exception_handler(RequestRefused, refused)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     routers = (health, calendars, sync_runs, events, connections, user_settings, linear, webhooks)

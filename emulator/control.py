@@ -56,6 +56,8 @@ class FaultIn(ControlBody):
     delay_response: bool = False
     after: int = Field(default=0, ge=0)
     drop: bool = False
+    # Only calls about this calendar (Google's calendarId) fire the rule.
+    calendar_id: str | None = None
 
 
 async def reset(request: Request) -> Response:

@@ -39,6 +39,8 @@ class FaultRule:
     after: int = 0
     # Cut the connection mid-response (headers promise more body than is sent).
     drop: bool = False
+    # Only calls about this calendar fire it (None: any call to the endpoint).
+    calendar_id: str | None = None
     id: str = ""
     skipped: int = 0
     fired: int = 0
@@ -59,6 +61,7 @@ class FaultRule:
             "delay_response": self.delay_response,
             "after": self.after,
             "drop": self.drop,
+            "calendar_id": self.calendar_id,
             "fired": self.fired,
         }
 
@@ -94,6 +97,8 @@ class Faults:
         chosen: FaultRule | None = None
         for rule in self.rules:
             if rule.exhausted or rule.endpoint not in (endpoint, "*"):
+                continue
+            if rule.calendar_id is not None and rule.calendar_id != calendar_id:
                 continue
             if rule.skipped < rule.after:
                 rule.skipped += 1

@@ -12,7 +12,7 @@ from prefect.client.schemas.objects import FlowRun, TaskRun
 from prefect.runtime import flow_run
 from prefect.states import State
 
-from core.db import session_scope
+from core.db import session_scope, utcnow
 from core.errors import SyncError, SyncFailed, is_retryable
 from core.foreign_errors import as_sync_error
 from core.sync_state import SyncedModel, record_run_started, record_run_succeeded
@@ -41,10 +41,15 @@ def retry_on_transient(task: Any, task_run: TaskRun, state: State) -> bool:
 
 
 def start_run(model: SyncedModel, row_id: uuid.UUID) -> uuid.UUID:
-    """Record this run on the row as it starts (covers every start path) and clear the old error."""
+    """Record this run on the row as it starts (covers every start path) and clear the old error.
+
+    The run reads the provider after this moment, so it also satisfies every sync request made
+    before it (core/sync_requests.py): a start that reached Prefect although its caller gave up
+    waiting (Prefect stalled), or a run started from the Prefect UI, leaves nothing owed behind
+    it for the API's retrier to start a second time."""
     run_id = current_run_id()
     with session_scope() as session:
-        if not record_run_started(session, model, row_id, run_id):
+        if not record_run_started(session, model, row_id, run_id, requested_up_to=utcnow()):
             raise SyncFailed("This item no longer exists; there is nothing to sync.")
     return run_id
 

@@ -247,3 +247,33 @@ def test_prefect_down_is_degraded_not_unready_and_counted(dead_prefect_app, goog
         - value(before, "calsync_sync_starts_total", **starts)
         == 1
     )
+
+
+@pytest.fixture
+def dead_database_app(runner, monkeypatch) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """An app whose database refuses connections (Prefect is the session's, and up)."""
+    monkeypatch.setenv(
+        "CALSYNC_DATABASE_URL", f"postgresql+psycopg://calsync@127.0.0.1:{free_port()}/calsync"
+    )
+    reset_caches()
+    try:
+        with serve(create_app(), "api-dead-database") as url:
+            yield url
+    finally:
+        monkeypatch.undo()
+        reset_caches()
+
+
+def test_a_database_refusing_connections_is_503_unavailable_not_500(dead_database_app) -> None:
+    url = dead_database_app
+    user = bearer(f"ops-{uuid.uuid4().hex[:8]}")
+
+    read = httpx.get(f"{url}/me/settings", headers=user, timeout=30)
+    start = httpx.post(f"{url}/calendars/{uuid.uuid4()}/sync", headers=user, timeout=30)
+    ready = httpx.get(f"{url}/readyz", timeout=30)
+
+    for answer in (read, start):
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["code"] == "unavailable"
+        assert answer.headers["retry-after"] == "5"
+    assert ready.status_code == 503 and ready.json()["database"] is False

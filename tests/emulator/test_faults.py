@@ -40,6 +40,23 @@ def test_500_is_a_backend_error_for_count_requests(emulator: Emulator, api: Any)
     api.calendarList().list().execute()
 
 
+def test_a_fault_for_one_calendar_spares_the_others(emulator: Emulator, api: Any) -> None:
+    other = "team@example.com"
+    emulator.control(
+        "POST", "/google/calendars", json={"email": CAL, "summary": "Team", "id": other}
+    )
+    emulator.control(
+        "POST", "/faults", json={"endpoint": "events.list", "status": 503, "calendar_id": other}
+    )
+
+    api.events().list(calendarId=CAL).execute()
+    with pytest.raises(HttpError) as caught:
+        api.events().list(calendarId=other).execute()
+
+    assert caught.value.resp.status == 503
+    api.events().list(calendarId=other).execute()
+
+
 def test_fault_after_skips_earlier_pages_and_the_page_can_be_retried(
     emulator: Emulator, api: Any
 ) -> None:

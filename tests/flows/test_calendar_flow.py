@@ -18,6 +18,7 @@ from core.db import session_scope
 from core.errors import CANCELLED, CRASHED
 from core.models import Event, ExternalCalendar
 from core.providers.google_oauth import GOOGLE_REAUTH_MESSAGE
+from core.sync_requests import RequestSource, request_sync
 from tests.support.google import GoogleEmulator, seed_calendar
 from tests.support.prefect_runs import flow_run_pid, start_calendar_sync, wait_for
 
@@ -72,6 +73,22 @@ def test_deployment_run_completes_and_rows_match_the_emulator(synced_calendar, g
     assert len(artifacts) == 1
     table = json.loads(artifacts[0]["data"])
     assert table[0]["created"] == len(truth_ids(google, cal["id"])) and table[0]["full_pass"]
+
+
+def test_a_run_started_outside_the_api_satisfies_the_sync_owed_before_it(synced_calendar) -> None:
+    """A start Prefect took although its caller gave up waiting (or one from the Prefect UI)
+    records itself on the row as it begins: the sync owed from before is done by it, so the
+    API's retrier (api/owed_starts.py) does not start a second run."""
+    _, _, row_id = synced_calendar
+    with session_scope() as session:
+        requested = request_sync(session, ExternalCalendar, [row_id], RequestSource.SYNC_NOW)
+
+    run = wait_for(start_calendar_sync(row_id))
+
+    assert run.state is not None and run.state.is_completed(), run.state
+    row = calendar_row(row_id)
+    assert row.latest_sync_flow_run_id == run.id
+    assert row.sync_requested_at is None and row.sync_request_source is None, requested
 
 
 def test_expired_token_and_cancelled_events_converge_through_the_flow(
