@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from cachetools import TTLCache
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.metrics import SYNC_STARTS
@@ -79,11 +80,17 @@ def linear_start_request(connection: TaskConnection) -> StartRequest:
     )
 
 
-def record_request(request: StartRequest) -> StartRequest:
-    """Record that the row needs a sync (its own transaction); the start request that clears it."""
-    with session_scope() as session:
-        at = request_sync(session, request.model, [request.row_id], request.source)
+def record_request_in(session: Session, request: StartRequest) -> StartRequest:
+    """Record that the row needs a sync, in the caller's transaction; the start request that
+    clears it."""
+    at = request_sync(session, request.model, [request.row_id], request.source)
     return replace(request, requested_at=at)
+
+
+def record_request(request: StartRequest) -> StartRequest:
+    """`record_request_in` its own transaction."""
+    with session_scope() as session:
+        return record_request_in(session, request)
 
 
 async def request_and_start(
@@ -96,6 +103,12 @@ async def request_and_start(
     owed too, but `OrchestratorUnavailable` propagates (a 503 that tells the user to retry).
     """
     owed = await run_in_threadpool(record_request, replace(request, source=source))
+    return await start_requested(orchestrator, owed)
+
+
+async def start_requested(orchestrator: Orchestrator, owed: StartRequest) -> Started | None:
+    """Start (or join) the run of a sync request already recorded (`record_request_in`): None
+    when Prefect is slow, as `request_and_start`."""
     try:
         return await start_sync(orchestrator, owed)
     except OrchestratorSlow:

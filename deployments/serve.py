@@ -16,7 +16,7 @@ from prefect.schedules import Interval
 
 from core.log_config import configure_logging
 from core.settings import get_settings, settings_or_exit
-from deployments.run_wakeup import wake_on_new_runs
+from deployments.run_wakeup import deployment_resources, poll_now, wake_on_new_runs
 from deployments.spec import SCHEDULE_ANCHOR, SCHEDULE_TIMEZONE, DeploymentSpec, deployment_specs
 from deployments.version import calsync_version
 from deployments.warm_start import install_warm_starts
@@ -67,7 +67,13 @@ def entrypoint_module(entrypoint: str) -> str:
 async def _serve(runner: Runner, deployment_ids: list[UUID], wake: bool) -> None:
     # A plain task, not a task group around `runner.start()`: the runner's SIGTERM handler
     # raises SystemExit wherever the loop is, and its shutdown must unwind only its own scopes.
-    waker = asyncio.create_task(wake_on_new_runs(runner, deployment_ids)) if wake else None
+    waker = (
+        asyncio.create_task(
+            wake_on_new_runs(lambda: poll_now(runner), deployment_resources(deployment_ids))
+        )
+        if wake
+        else None
+    )
     try:
         await runner.start()
     finally:

@@ -6,7 +6,9 @@ pyproject.toml imports this module, which defines a `BaseWorker` subclass with i
 then `prefect work-pool create calsync-process --type calsync-warm` and
 `prefect worker start --pool calsync-process` pick it up. Everything but the start of the run's
 process is `ProcessWorker`'s: its job template and variables, env, working directory, the
-control channel for cancellation, and the exit code read back as the run's outcome.
+control channel for cancellation, and the exit code read back as the run's outcome. Like the
+runner of `make dev`, it also polls as soon as a run is created in its pool instead of waiting
+for its next poll (deployments/run_wakeup.py).
 
 Prefect's server imports this module too (it loads every collection), so importing it must stay
 cheap: the forkserver starts with the worker, not at import.
@@ -30,12 +32,15 @@ from prefect.utilities.processutils import command_to_string, get_sys_executable
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
 from deployments import names
+from deployments.run_wakeup import wake_on_new_runs, work_pool_resources
 from deployments.warm_start import ENGINE_MODULE, install_warm_starts
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
 WORKER_TYPE = names.WORK_POOL_TYPE
+# How often the wake-up looks whether the worker's first sync has named its pool yet.
+POOL_WAIT_S = 0.5
 
 
 def entry_point_dir(directory: Path) -> Path | None:
@@ -77,10 +82,28 @@ class WarmProcessWorker(ProcessWorker):
     async def __aenter__(self) -> WarmProcessWorker:
         from core.settings import get_settings
 
-        if get_settings().warm_starts:
+        warm = get_settings().warm_starts
+        if warm:
             install_warm_starts(_flow_modules())
         await super().__aenter__()
+        if warm and self._runs_task_group is not None:
+            self._runs_task_group.start_soon(self._wake_on_new_runs)
         return self
+
+    async def _wake_on_new_runs(self) -> None:
+        """Poll as soon as a run is created in our pool (deployments/run_wakeup.py), once the
+        first sync with the server named the pool; cancelled with the worker's own scheduled
+        tasks at teardown."""
+        with anyio.CancelScope() as scope:
+            self._scheduled_task_scopes.add(scope)
+            try:
+                while self._work_pool is None:
+                    await anyio.sleep(POOL_WAIT_S)
+                await wake_on_new_runs(
+                    self.get_and_submit_flow_runs, work_pool_resources(self._work_pool.id)
+                )
+            finally:
+                self._scheduled_task_scopes.discard(scope)
 
     async def run(
         self,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from fastapi import APIRouter, status
 from starlette.concurrency import run_in_threadpool
 
 from api.connection_views import google_connection_out, latest_runs
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
-from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep
+from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep, UserLimits
 from api.orchestrator import Orchestrator, RunStatus
 from api.schemas import (
     ErrorBody,
@@ -20,12 +21,15 @@ from api.schemas import (
 from api.sync_service import (
     Started,
     calendar_start_request,
+    record_request_in,
     request_and_start,
+    start_requested,
 )
 from core.db import session_scope
 from core.errors import ConflictingState, NotOwned, RefusalCode
 from core.models import CalendarConnection, ConnectionStatus, ExternalCalendar
 from core.repositories.calendars import user_calendar, user_calendars, user_google_connections
+from core.run_starts import StartRequest
 from core.sync_requests import RequestSource
 
 router = APIRouter(tags=["calendars"], responses=AUTH_ERRORS)
@@ -65,9 +69,16 @@ def _startable(calendar: ExternalCalendar | None) -> ExternalCalendar:
     return calendar
 
 
-def _user_calendar(user_id: str, calendar_id: uuid.UUID) -> ExternalCalendar | None:
+def _request_calendar_sync(
+    user_id: str, calendar_id: uuid.UUID, limits: UserLimits
+) -> tuple[ExternalCalendar, StartRequest]:
+    """One transaction: the user's calendar, refused unless startable and within the user's
+    budget, with its sync request recorded."""
     with session_scope() as session:
-        return user_calendar(session, user_id, calendar_id)
+        calendar = _startable(user_calendar(session, user_id, calendar_id))
+        limits.check(user_id, SYNC_START)
+        request = replace(calendar_start_request(calendar), source=RequestSource.SYNC_NOW)
+        return calendar, record_request_in(session, request)
 
 
 @router.post(
@@ -82,9 +93,8 @@ async def sync_calendar(
     """Starts (or joins) the calendar's sync. The request is recorded first, so it is never
     lost: when Prefect is slow the answer is still 202 with status pending and no run ID yet;
     when Prefect is down it is 503, and the recorded sync starts once Prefect is back."""
-    calendar = _startable(await run_in_threadpool(_user_calendar, user.id, calendar_id))
-    limits.check(user.id, SYNC_START)
-    return _sync_started(calendar, await _sync_now(orchestrator, calendar))
+    calendar, owed = await run_in_threadpool(_request_calendar_sync, user.id, calendar_id, limits)
+    return _sync_started(calendar, await start_requested(orchestrator, owed))
 
 
 async def _sync_now(orchestrator: Orchestrator, calendar: ExternalCalendar) -> Started | None:

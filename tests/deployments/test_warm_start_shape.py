@@ -10,6 +10,7 @@ import prefect
 from prefect import engine, flows
 from prefect.runner import _starter_engine, runner
 from prefect.runner._process_manager import ProcessHandle
+from prefect.workers.base import BaseWorker
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker
 
 from deployments import run_wakeup, warm_start
@@ -66,6 +67,17 @@ def test_the_runner_polls_through_a_method_the_wake_up_can_call() -> None:
     assert "self._scheduled_run_poller = ScheduledRunPoller(" in inspect.getsource(runner.Runner)
     assert "_display_serve_start_message" in dir(flows)
     assert run_wakeup.new_runs_filter([]).event.name == [run_wakeup.NEW_RUN_EVENT]  # type: ignore[union-attr]
+
+
+def test_the_worker_polls_through_a_method_its_wake_up_can_call() -> None:
+    assert inspect.iscoroutinefunction(BaseWorker.get_and_submit_flow_runs)
+    setup = inspect.getsource(BaseWorker.__init__) + inspect.getsource(BaseWorker.teardown)
+    assert "self._scheduled_task_scopes: set[anyio.CancelScope] = set()" in setup
+    assert "for scope in self._scheduled_task_scopes:" in setup
+    assert "self._work_pool: Optional[WorkPool] = None" in setup
+    assert "self._runs_task_group = anyio.create_task_group()" in inspect.getsource(
+        BaseWorker.setup
+    )
 
 
 def test_prefect_is_the_version_these_shapes_were_read_from() -> None:

@@ -100,7 +100,9 @@ def warm_worker(prefect_server: str, tmp_path_factory) -> Iterator[int]:
             )
     log = tmp_path_factory.mktemp("warm-worker") / "worker.log"
     command = [python(), "-m", "prefect", "worker", "start", "--pool", WORKER_POOL, "--limit", "4"]
-    process = start(command, with_worker_plugin(dict(os.environ)), log)
+    # As for the runner: its poll is too slow to start any run here, the wake-up starts them.
+    env = {**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "300"}
+    process = start(command, with_worker_plugin(env), log)
     try:
         deadline = time.monotonic() + 120
         while "Worker 'WarmProcessWorker" not in log.read_text():
