@@ -12,7 +12,8 @@ runs deployments through `python -m prefect.engine`, not the flow object it was 
 worker (`deployments/warm_worker.py`) start a run with `EngineCommandStarter`, whose docstring
 names its override point: the module-level `prefect.runner._starter_engine.run_process`. Ours runs
 that command as `prefect.engine`'s `__main__` in a fork, with the env and working directory
-Prefect built for it (settings re-read from that env); any other command goes to Prefect's
+Prefect built for it (settings re-read from that env, unless deployments/warm_settings.py shows
+they would come out the same as the forkserver's); any other command goes to Prefect's
 `run_process`. Logs, heartbeats, cancellation (the fork's pid gets Prefect's signals) and crash
 hooks (the runner or worker reads the fork's exit code) therefore stay Prefect's own;
 tests/deployments/test_warm_start_shape.py fails when the internals named here change shape.
@@ -48,7 +49,14 @@ warnings.filterwarnings(
 ENGINE_MODULE = "prefect.engine"
 RUN_ID_VAR = "PREFECT__FLOW_RUN_ID"
 # What every run needs before its first line; the flows' own modules are added by the caller.
-BASE_PRELOAD = ("prefect", "prefect.flow_engine", ENGINE_MODULE, "deployments.warm_start")
+SETTINGS_MODULE = "deployments.warm_settings"
+BASE_PRELOAD = (
+    "prefect",
+    "prefect.flow_engine",
+    ENGINE_MODULE,
+    "deployments.warm_start",
+    SETTINGS_MODULE,
+)
 
 
 def start_forkserver(flow_modules: Iterable[str]) -> None:
@@ -128,10 +136,26 @@ def _run_engine(env: dict[str, str], cwd: str | None, new_session: bool) -> None
         os.chdir(cwd)
         sys.path[0:0] = [cwd]
     sys.argv = [ENGINE_MODULE]
+    if _same_settings_as_forkserver(env):
+        # Built from what this run's would be built from (deployments/warm_settings.py).
+        _exec_as_main(ENGINE_MODULE)
+        return
     # Settings objects built at import read the forkserver's env; this run reads its own.
     with SettingsContext(profile=get_settings_context().profile, settings=Settings()):
         setup_logging()
         _exec_as_main(ENGINE_MODULE)
+
+
+def _same_settings_as_forkserver(env: dict[str, str]) -> bool:
+    """Whether the run's settings would equal the forkserver's (preloaded, not imported here:
+    imported in the fork it would describe this run, not the forkserver)."""
+    preloaded = sys.modules.get(SETTINGS_MODULE)
+    if preloaded is None or preloaded.FORKSERVER_SOURCES is None:
+        return False
+    try:
+        return bool(preloaded.sources(env, Path.cwd()) == preloaded.FORKSERVER_SOURCES)
+    except Exception:
+        return False
 
 
 def _exec_as_main(module: str) -> None:

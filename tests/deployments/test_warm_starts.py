@@ -123,10 +123,17 @@ def served(request: pytest.FixtureRequest) -> tuple[str, int]:
     return WORKER_DEPLOYMENT, request.getfixturevalue("warm_worker")
 
 
-def run(flow: Any, deployment: str, **parameters: Any) -> uuid.UUID:
+def run(
+    flow: Any, deployment: str, job_variables: dict[str, Any] | None = None, **parameters: Any
+) -> uuid.UUID:
     from prefect.deployments import run_deployment
 
-    started = run_deployment(f"{flow.name}/{deployment}", parameters=parameters, timeout=0)
+    started = run_deployment(
+        f"{flow.name}/{deployment}",
+        parameters=parameters,
+        job_variables=job_variables,
+        timeout=0,
+    )
     return started.id  # type: ignore[union-attr]
 
 
@@ -158,8 +165,10 @@ def forkserver_of(pid: int) -> int:
     return forkserver
 
 
-def complete_probe(deployment: str, marker: str) -> dict[str, Any]:
-    run_id = run(warm_flows.probe, deployment, marker=marker)
+def complete_probe(
+    deployment: str, marker: str, job_variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    run_id = run(warm_flows.probe, deployment, job_variables, marker=marker)
     final = wait_for(run_id)
     assert final.state is not None and final.state.is_completed(), final.state
     report = probe_report(run_id)
@@ -181,6 +190,24 @@ def test_each_run_is_a_fresh_fork_that_logs_to_prefect(served) -> None:
         assert report["lease_ttl_s"] == LEASE_TTL_S
         assert report["api_url"] == os.environ["PREFECT_API_URL"]
     assert forkserver_of(starter_pid) == forkserver, "the same warm process served every run"
+
+
+def test_a_run_given_its_own_prefect_settings_reads_them_and_the_next_one_does_not(
+    warm_worker,
+) -> None:
+    """A fork keeps the forkserver's Prefect settings only when its own would be the same
+    (deployments/warm_settings.py): a run whose job variables set one builds its own."""
+    # One the worker itself leaves unset: Prefect's starter lets the worker's own settings win
+    # over a run's env, on its stock path too.
+    assert "PREFECT_TASKS_DEFAULT_RETRIES" not in os.environ
+    own_env = {"env": {"PREFECT_TASKS_DEFAULT_RETRIES": "3"}}
+
+    own = complete_probe(WORKER_DEPLOYMENT, "own-settings", own_env)
+    after = complete_probe(WORKER_DEPLOYMENT, "after-own-settings")
+
+    assert own["task_default_retries"] == 3
+    assert after["task_default_retries"] == 0
+    assert own["api_url"] == after["api_url"] == os.environ["PREFECT_API_URL"]
 
 
 def test_a_run_killed_mid_flow_crashes_runs_on_crashed_and_the_starter_carries_on(

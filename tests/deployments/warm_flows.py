@@ -39,6 +39,7 @@ def probe(marker: str) -> None:
         "leaked_global_mb": sum(len(b) for b in LEAKED) // 2**20,
         "lease_ttl_s": get_settings().sync_lease_ttl_s,
         "api_url": str(get_current_settings().api.url),
+        "task_default_retries": get_current_settings().tasks.default_retries,
         "cwd": os.getcwd(),
     }
     get_run_logger().info(PROBE_LINE + json.dumps(report))
