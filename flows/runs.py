@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 from prefect import get_client
 from prefect.client.schemas.objects import FlowRun, TaskRun
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import State
 
@@ -73,12 +74,19 @@ def _merged_tags(run: FlowRun, tags: list[str]) -> list[str]:
 
 async def add_run_tags(tags: list[str]) -> None:
     """Tag the current run (provider, user, source) whichever path started it, keeping existing
-    tags."""
+    tags. The run as the engine read it at its start says which tags it has: a run the API or a
+    sweep started has them all, and costs no call."""
     run_id = current_run_id()
-    async with get_client() as client:
-        run = await client.read_flow_run(run_id)
-        merged = _merged_tags(run, tags)
-        if merged != sorted(run.tags):
+    context = FlowRunContext.get()
+    known = context.flow_run if context is not None else None
+    async with AsyncExitStack() as stack:
+        client = None
+        if known is None or known.id != run_id:
+            client = await stack.enter_async_context(get_client())
+            known = await client.read_flow_run(run_id)
+        merged = _merged_tags(known, tags)
+        if merged != sorted(known.tags):
+            client = client or await stack.enter_async_context(get_client())
             await client.update_flow_run(run_id, tags=merged)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -36,14 +37,19 @@ def test_the_fraction_is_an_estimate_only_when_something_was_stored_before() -> 
 
 
 class FakeClient:
-    def __init__(self, sent: list[Any]) -> None:
+    def __init__(self, sent: list[Any], created: list[Any]) -> None:
         self.sent = sent
+        self.created = created
 
     def __enter__(self) -> FakeClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+    def create_artifact(self, artifact: Any) -> Any:
+        self.created.append((artifact.data, parse_description(artifact.description)))
+        return SimpleNamespace(id=uuid.uuid4())
 
     def update_artifact(self, artifact_id: uuid.UUID, update: Any) -> None:
         self.sent.append((update.data, parse_description(update.description)))
@@ -55,12 +61,7 @@ def test_reporter_sends_at_most_one_update_per_interval_and_always_the_last(
     created: list[tuple[float, SyncProgress | None]] = []
     sent: list[tuple[float, SyncProgress | None]] = []
 
-    def create(progress: float, key: str, description: str) -> uuid.UUID:
-        created.append((progress, parse_description(description)))
-        return uuid.uuid4()
-
-    monkeypatch.setattr(flow_progress, "create_progress_artifact", create)
-    monkeypatch.setattr(flow_progress, "get_client", lambda sync_client: FakeClient(sent))
+    monkeypatch.setattr(flow_progress, "get_client", lambda sync_client: FakeClient(sent, created))
     now = [0.0]
     with ProgressReporter("k", "Calendar sync", expected_items=10_000, clock=lambda: now[0]) as r:
         for page in range(1, 11):  # ten pages in one second, at most one update per 1/3 s
