@@ -8,7 +8,7 @@ from dataclasses import replace
 from fastapi import APIRouter, status
 from starlette.concurrency import run_in_threadpool
 
-from api.connection_views import google_connection_out, latest_runs
+from api.connection_views import LISTING_UNAVAILABLE, google_connection_out, latest_runs
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
 from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep, UserLimits
 from api.orchestrator import Orchestrator, RunStatus
@@ -44,7 +44,7 @@ def _connections(user_id: str) -> list[CalendarConnection]:
 
 
 @router.get(
-    "/me/google-connection", response_model=list[GoogleConnectionOut], responses=UNAVAILABLE
+    "/me/google-connection", response_model=list[GoogleConnectionOut], responses=LISTING_UNAVAILABLE
 )
 async def my_google_connections(
     user: CurrentUser, orchestrator: OrchestratorDep

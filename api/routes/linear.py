@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from starlette.concurrency import run_in_threadpool
 
-from api.connection_views import latest_runs, linear_connection_out
+from api.connection_views import LISTING_UNAVAILABLE, latest_runs, linear_connection_out
 from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep, SessionDep
 from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep
 from api.orchestrator import RunStatus
@@ -36,7 +36,7 @@ def _connections(user_id: str) -> list[TaskConnection]:
 
 
 @router.get(
-    "/me/linear-connection", response_model=list[LinearConnectionOut], responses=UNAVAILABLE
+    "/me/linear-connection", response_model=list[LinearConnectionOut], responses=LISTING_UNAVAILABLE
 )
 async def my_linear_connections(
     user: CurrentUser, orchestrator: OrchestratorDep

@@ -1057,7 +1057,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The orchestrator is unreachable. */
+            /** @description The app database is unavailable. While only the orchestrator is, the listing answers without run statuses (`run` null unless a sync is owed). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1912,7 +1912,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The orchestrator is unreachable. */
+            /** @description The app database is unavailable. While only the orchestrator is, the listing answers without run statuses (`run` null unless a sync is owed). */
             503: {
                 headers: {
                     [name: string]: unknown;

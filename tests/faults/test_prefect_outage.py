@@ -131,6 +131,14 @@ def test_prefect_outage_answers_503_fast_then_recovers(
         time.sleep(0.3)  # let the short live-state cache lapse, so the read really goes out
         down = client.get(f"/sync-runs/{run_id}")
         assert down.status_code == 503 and "unavailable" in down.json()["detail"]
+        # The listing still answers: the owed sync shows pending, the other no status (unknown).
+        started = time.monotonic()
+        listing = client.get("/me/google-connection")
+        assert listing.status_code == 200, listing.text
+        assert time.monotonic() - started < 2.5
+        runs = {c["id"]: c["run"] for conn in listing.json() for c in conn["calendars"]}
+        assert runs[str(first)] is None
+        assert runs[str(second)]["status"] == "pending" and runs[str(second)]["flow_run_id"] is None
 
         outage_server.start()
         assert client.get("/readyz").json()["status"] == "ok"
