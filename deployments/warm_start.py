@@ -12,7 +12,7 @@ runs deployments through `python -m prefect.engine`, not the flow object it was 
 worker (`deployments/warm_worker.py`) start a run with `EngineCommandStarter`, whose docstring
 names its override point: the module-level `prefect.runner._starter_engine.run_process`. Ours runs
 that command as `prefect.engine`'s `__main__` in a fork, with the env and working directory
-Prefect built for it (settings re-read from that env, unless deployments/warm_settings.py shows
+Prefect built for it (settings re-read from that env, unless deployments/warm_preload.py shows
 they would come out the same as the forkserver's); any other command goes to Prefect's
 `run_process`. Logs, heartbeats, cancellation (the fork's pid gets Prefect's signals) and crash
 hooks (the runner or worker reads the fork's exit code) therefore stay Prefect's own;
@@ -49,13 +49,13 @@ warnings.filterwarnings(
 ENGINE_MODULE = "prefect.engine"
 RUN_ID_VAR = "PREFECT__FLOW_RUN_ID"
 # What every run needs before its first line; the flows' own modules are added by the caller.
-SETTINGS_MODULE = "deployments.warm_settings"
+PRELOAD_MODULE = "deployments.warm_preload"
 BASE_PRELOAD = (
     "prefect",
     "prefect.flow_engine",
     ENGINE_MODULE,
     "deployments.warm_start",
-    SETTINGS_MODULE,
+    PRELOAD_MODULE,
 )
 
 
@@ -137,7 +137,7 @@ def _run_engine(env: dict[str, str], cwd: str | None, new_session: bool) -> None
         sys.path[0:0] = [cwd]
     sys.argv = [ENGINE_MODULE]
     if _same_settings_as_forkserver(env):
-        # Built from what this run's would be built from (deployments/warm_settings.py).
+        # Built from what this run's would be built from (deployments/warm_preload.py).
         _exec_as_main(ENGINE_MODULE)
         return
     # Settings objects built at import read the forkserver's env; this run reads its own.
@@ -149,7 +149,7 @@ def _run_engine(env: dict[str, str], cwd: str | None, new_session: bool) -> None
 def _same_settings_as_forkserver(env: dict[str, str]) -> bool:
     """Whether the run's settings would equal the forkserver's (preloaded, not imported here:
     imported in the fork it would describe this run, not the forkserver)."""
-    preloaded = sys.modules.get(SETTINGS_MODULE)
+    preloaded = sys.modules.get(PRELOAD_MODULE)
     if preloaded is None or preloaded.FORKSERVER_SOURCES is None:
         return False
     try:

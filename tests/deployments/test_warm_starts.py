@@ -196,7 +196,7 @@ def test_a_run_given_its_own_prefect_settings_reads_them_and_the_next_one_does_n
     warm_worker,
 ) -> None:
     """A fork keeps the forkserver's Prefect settings only when its own would be the same
-    (deployments/warm_settings.py): a run whose job variables set one builds its own."""
+    (deployments/warm_preload.py): a run whose job variables set one builds its own."""
     # One the worker itself leaves unset: Prefect's starter lets the worker's own settings win
     # over a run's env, on its stock path too.
     assert "PREFECT_TASKS_DEFAULT_RETRIES" not in os.environ
