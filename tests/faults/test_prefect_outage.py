@@ -137,8 +137,11 @@ def test_prefect_outage_answers_503_fast_then_recovers(
         assert listing.status_code == 200, listing.text
         assert time.monotonic() - started < 2.5
         runs = {c["id"]: c["run"] for conn in listing.json() for c in conn["calendars"]}
+        assert set(runs) == {str(first), str(second)}
         assert runs[str(first)] is None
-        assert runs[str(second)]["status"] == "pending" and runs[str(second)]["flow_run_id"] is None
+        # Still owed (pending), unless the session's API, sharing this database, started it on
+        # its own Prefect meanwhile: then its run's status cannot be read here either.
+        assert runs[str(second)] is None or runs[str(second)]["status"] == "pending"
 
         outage_server.start()
         assert client.get("/readyz").json()["status"] == "ok"
