@@ -20,7 +20,6 @@ the status vocabulary is core/run_status.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -78,11 +77,6 @@ BATCH_MAX = 200
 LIVE_STATE_TTL_S = 0.25
 # How long a state stays trusted while the event stream is up (events replace it sooner).
 EVENT_BACKED_TTL_S = 5.0
-# Past that, it is still answered for this much longer while one read in the background
-# refreshes it: pollers never all wait for Prefect at once when their entries age together
-# (what made the status route's p99 under load), and a missed event still shows within
-# EVENT_BACKED_TTL_S plus one read.
-REVALIDATE_GRACE_S = 5.0
 FINAL_CACHE_SIZE = 50_000
 LIVE_CACHE_SIZE = 50_000
 
@@ -223,13 +217,10 @@ class Orchestrator:
         self._client: PrefectClient | None = None
         self._deployment_ids: dict[str, uuid.UUID] = {}
         self._final: LRUCache[uuid.UUID, RunInfo] = LRUCache(FINAL_CACHE_SIZE)
-        # run -> (state or None if no such run, when to refresh it, when it expires): expiry
-        # chosen per entry; between refresh and expiry it is answered and re-read behind.
-        self._live: TLRUCache[uuid.UUID, tuple[RunInfo | None, float, float]] = TLRUCache(
-            LIVE_CACHE_SIZE, ttu=lambda _key, value, _now: value[2], timer=_monotonic
+        # run -> (state or None if no such run, when it expires): expiry chosen per entry.
+        self._live: TLRUCache[uuid.UUID, tuple[RunInfo | None, float]] = TLRUCache(
+            LIVE_CACHE_SIZE, ttu=lambda _key, value, _now: value[1], timer=_monotonic
         )
-        self._refreshing: set[asyncio.Task[None]] = set()
-        self._refreshing_ids: set[uuid.UUID] = set()
         # Runs an event said ended: a read that began before the end must not be cached.
         self._ending: TTLCache[uuid.UUID, bool] = TTLCache(LIVE_CACHE_SIZE, EVENT_BACKED_TTL_S)
         self._batcher: ReadBatcher[uuid.UUID, RunInfo] = ReadBatcher(
@@ -436,45 +427,21 @@ class Orchestrator:
         """Current info for each run that exists; one batched Prefect call for all misses."""
         found: dict[uuid.UUID, RunInfo] = {}
         misses: list[uuid.UUID] = []
-        stale: list[uuid.UUID] = []
-        now = _monotonic()
         for run_id in dict.fromkeys(run_ids):
             final = self._final.get(run_id)
-            cached = self._live.get(run_id) if final is None else (final, now + 1, now + 1)
+            cached = self._live.get(run_id) if final is None else (final, 0.0)
             if cached is None:
                 STATUS_CACHE.labels("miss").inc()
                 misses.append(run_id)
                 continue
             STATUS_CACHE.labels("hit").inc()
-            if cached[1] <= now:
-                stale.append(run_id)
             if cached[0] is not None:
                 found[run_id] = cached[0]
-        if stale:
-            self._refresh(stale)
         if misses:
             for run_id, info in (await self._batcher.read(misses)).items():
                 if info is not None:
                     found[run_id] = info
         return found
-
-    def _refresh(self, run_ids: list[uuid.UUID]) -> None:
-        """Re-read aging entries in the background, each once however many pollers see it."""
-        due = [run_id for run_id in run_ids if run_id not in self._refreshing_ids]
-        if not due:
-            return
-        self._refreshing_ids.update(due)
-
-        async def refresh() -> None:
-            try:
-                with contextlib.suppress(OrchestratorUnavailable):
-                    await self._batcher.read(due)
-            finally:
-                self._refreshing_ids.difference_update(due)
-
-        task = asyncio.get_running_loop().create_task(refresh())
-        self._refreshing.add(task)
-        task.add_done_callback(self._refreshing.discard)
 
     async def _fetch_runs(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, RunInfo]:
         generation = self._events_generation
@@ -563,15 +530,9 @@ class Orchestrator:
             return
         if run_id in self._ending:
             return
-        now = _monotonic()
-        if self._events_up and generation == self._events_generation:
-            self._live[run_id] = (
-                info,
-                now + EVENT_BACKED_TTL_S,
-                now + EVENT_BACKED_TTL_S + REVALIDATE_GRACE_S,
-            )
-        else:
-            self._live[run_id] = (info, now + LIVE_STATE_TTL_S, now + LIVE_STATE_TTL_S)
+        backed = self._events_up and generation == self._events_generation
+        ttl = EVENT_BACKED_TTL_S if backed else LIVE_STATE_TTL_S
+        self._live[run_id] = (info, _monotonic() + ttl)
 
 
 def _monotonic() -> float:
