@@ -80,7 +80,8 @@ def test_a_frozen_run_is_marked_crashed_and_the_api_reports_it_failed(
     cal = google.calendar(account["email"], "Frozen")
     google.bulk(cal["id"], 20)
     row_id = seed_calendar(account, cal, user_id=user)
-    google.fault(endpoint="events.list", delay_s=90, count=1)
+    # This calendar's listing only: another test's owed sync may list meanwhile.
+    google.fault(endpoint="events.list", delay_s=90, count=1, calendar_id=cal["id"])
     client = httpx.Client(base_url=api_url, headers=bearer(user), timeout=10)
     run_id = uuid.UUID(client.post(f"/calendars/{row_id}/sync").json()["flow_run_id"])
     wait_for(run_id, lambda r: r.state_type is not None and r.state_type.value == "RUNNING")
@@ -120,7 +121,14 @@ def test_a_run_waiting_out_a_rate_limit_is_not_crashed_for_its_silence(
     row_id = seed_calendar(account, cal, user_id=user)
     # Slow enough for the run's first heartbeat to arm the automation, then a Retry-After that
     # keeps the run silent (its process gone) for longer than the automation tolerates.
-    google.fault(endpoint="events.list", status=429, retry_after=SILENCE_S + 15, delay_s=3, count=1)
+    google.fault(
+        endpoint="events.list",
+        status=429,
+        retry_after=SILENCE_S + 15,
+        delay_s=3,
+        count=1,
+        calendar_id=cal["id"],
+    )
     client = httpx.Client(base_url=api_url, headers=bearer(user), timeout=10)
     run_id = uuid.UUID(client.post(f"/calendars/{row_id}/sync").json()["flow_run_id"])
     wait_for(run_id, lambda r: r.state_name == "AwaitingRetry")
