@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import get_client
@@ -78,15 +78,13 @@ async def add_run_tags(tags: list[str]) -> None:
     sweep started has them all, and costs no call."""
     run_id = current_run_id()
     context = FlowRunContext.get()
-    known = context.flow_run if context is not None else None
-    async with AsyncExitStack() as stack:
-        client = None
-        if known is None or known.id != run_id:
-            client = await stack.enter_async_context(get_client())
-            known = await client.read_flow_run(run_id)
-        merged = _merged_tags(known, tags)
-        if merged != sorted(known.tags):
-            client = client or await stack.enter_async_context(get_client())
+    run = context.flow_run if context is not None else None
+    if run is None or run.id != run_id:
+        async with get_client() as client:
+            run = await client.read_flow_run(run_id)
+    merged = _merged_tags(run, tags)
+    if merged != sorted(run.tags):
+        async with get_client() as client:
             await client.update_flow_run(run_id, tags=merged)
 
 
