@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from api.auth import CurrentUser
 from api.live_hub import LiveHub
 from api.orchestrator import Orchestrator
+from api.run_ownership import RunOwnership
 from core.db import session_factory
 
 # Errors are JSON on every route, event streams included (a `model` would take the route's
@@ -38,12 +39,17 @@ async def get_orchestrator(request: Request) -> Orchestrator:
     return request.app.state.orchestrator  # type: ignore[no-any-return]
 
 
+async def get_ownership(request: Request) -> RunOwnership:
+    return request.app.state.ownership  # type: ignore[no-any-return]
+
+
 async def get_live_hub(request: Request) -> LiveHub:
     return request.app.state.live  # type: ignore[no-any-return]
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+OwnershipDep = Annotated[RunOwnership, Depends(get_ownership)]
 LiveHubDep = Annotated[LiveHub, Depends(get_live_hub)]
 
 __all__ = [

@@ -17,7 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.oauth_consent import GOOGLE, LINEAR
 from api.orchestrator import Orchestrator
-from api.sync_service import cancel_active, forget_ownership
+from api.run_ownership import RunOwnership
+from api.sync_service import cancel_active
 from core.db import session_scope
 from core.errors import NotOwned, RefusalCode
 from core.push_channels import close_channel
@@ -72,7 +73,10 @@ def _delete(provider: str, connection_id: uuid.UUID) -> None:
 
 
 async def disconnect(
-    orchestrator: Orchestrator, user_id: str, connection_id: uuid.UUID
+    orchestrator: Orchestrator,
+    ownership: RunOwnership,
+    user_id: str,
+    connection_id: uuid.UUID,
 ) -> Disconnected:
     """Cancel its runs, close its channels, delete it with everything it synced (one
     transaction); `NotOwned` when the user has no such connection."""
@@ -81,6 +85,6 @@ async def disconnect(
     for calendar_id in target.calendar_ids:
         await run_in_threadpool(close_channel, calendar_id)
     await run_in_threadpool(_delete, target.provider, connection_id)
-    forget_ownership(user_id)
+    ownership.forget(user_id)
     logger.info("user %s disconnected %s connection %s", user_id, target.provider, connection_id)
     return target

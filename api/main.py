@@ -53,6 +53,7 @@ from api.routes import metrics as metrics_route
 from api.routes import settings as user_settings
 from api.routes.demo_page import router as demo_page_router
 from api.routes.sync_streams import router as sync_streams_router
+from api.run_ownership import RunOwnership
 from api.run_reconciler import RunReconciler
 from core.db_errors import database_unavailable
 from core.errors import RequestRefused, SyncError
@@ -75,6 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     await orchestrator.start()
     app.state.orchestrator = orchestrator
+    app.state.ownership = RunOwnership()
     # One subscription to Prefect's event stream for every live stream this process serves.
     hub = LiveHub(orchestrator)
     await hub.start()

@@ -9,8 +9,9 @@ plain `OrchestratorUnavailable` when nothing listens (down: 503).
 
 While the API's subscription to Prefect's event stream is up, every run state change reaches
 this process as it happens, so a state read (or heard) since the subscription began stays
-true until an event says otherwise: such entries are kept `EVENT_BACKED_TTL_S` (a safety net),
-others `LIVE_STATE_TTL_S`. Pollers of a run that is not changing then cost no Prefect call.
+true until an event says otherwise: such entries are kept `EVENT_BACKED_TTL_S` (a safety net,
+then re-read behind their pollers for `REVALIDATE_GRACE_S`), others `LIVE_STATE_TTL_S`. Pollers
+of a run that is not changing then cost no Prefect call and never wait for one.
 When the subscription drops, those entries are dropped with it. It also
 owns Prefect's event stream (`run_changes`, in api/prefect_events.py) and the runs' progress
 artifacts (`read_progress`, in api/progress_reader.py). It is the API's `core.run_starts.Runs`;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable
@@ -49,6 +51,7 @@ from prefect.events import Event
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
+from api.background_refresh import BackgroundRefresh
 from api.metrics import PREFECT_CALL_ERRORS, STATUS_CACHE
 from api.prefect_events import (
     ARTIFACT_UPDATED,
@@ -77,6 +80,10 @@ BATCH_MAX = 200
 LIVE_STATE_TTL_S = 0.25
 # How long a state stays trusted while the event stream is up (events replace it sooner).
 EVENT_BACKED_TTL_S = 5.0
+# Past that, it is still answered for this much longer while one read in the background
+# refreshes it (api/background_refresh.py): pollers never wait for Prefect on an entry that
+# merely aged, and a missed event still shows within EVENT_BACKED_TTL_S plus one read.
+REVALIDATE_GRACE_S = 5.0
 FINAL_CACHE_SIZE = 50_000
 LIVE_CACHE_SIZE = 50_000
 
@@ -217,15 +224,17 @@ class Orchestrator:
         self._client: PrefectClient | None = None
         self._deployment_ids: dict[str, uuid.UUID] = {}
         self._final: LRUCache[uuid.UUID, RunInfo] = LRUCache(FINAL_CACHE_SIZE)
-        # run -> (state or None if no such run, when it expires): expiry chosen per entry.
-        self._live: TLRUCache[uuid.UUID, tuple[RunInfo | None, float]] = TLRUCache(
-            LIVE_CACHE_SIZE, ttu=lambda _key, value, _now: value[1], timer=_monotonic
+        # run -> (state or None if no such run, when to refresh it, when it expires): chosen
+        # per entry; between the two it is answered and re-read behind its pollers.
+        self._live: TLRUCache[uuid.UUID, tuple[RunInfo | None, float, float]] = TLRUCache(
+            LIVE_CACHE_SIZE, ttu=lambda _key, value, _now: value[2], timer=_monotonic
         )
         # Runs an event said ended: a read that began before the end must not be cached.
         self._ending: TTLCache[uuid.UUID, bool] = TTLCache(LIVE_CACHE_SIZE, EVENT_BACKED_TTL_S)
         self._batcher: ReadBatcher[uuid.UUID, RunInfo] = ReadBatcher(
             self._fetch_runs, window_s=BATCH_WINDOW_S, max_batch=BATCH_MAX
         )
+        self._refresh = BackgroundRefresh(lambda keys: self._batcher.read(keys), "run states")
         # Bumped whenever the event subscription connects or drops; None while it is down.
         self._events_generation = 0
         self._events_up = False
@@ -427,16 +436,22 @@ class Orchestrator:
         """Current info for each run that exists; one batched Prefect call for all misses."""
         found: dict[uuid.UUID, RunInfo] = {}
         misses: list[uuid.UUID] = []
+        aging: list[uuid.UUID] = []
+        now = _monotonic()
         for run_id in dict.fromkeys(run_ids):
             final = self._final.get(run_id)
-            cached = self._live.get(run_id) if final is None else (final, 0.0)
+            cached = self._live.get(run_id) if final is None else (final, math.inf, math.inf)
             if cached is None:
                 STATUS_CACHE.labels("miss").inc()
                 misses.append(run_id)
                 continue
             STATUS_CACHE.labels("hit").inc()
+            if cached[1] <= now:
+                aging.append(run_id)
             if cached[0] is not None:
                 found[run_id] = cached[0]
+        if aging:
+            self._refresh.refresh(aging)
         if misses:
             for run_id, info in (await self._batcher.read(misses)).items():
                 if info is not None:
@@ -530,9 +545,12 @@ class Orchestrator:
             return
         if run_id in self._ending:
             return
-        backed = self._events_up and generation == self._events_generation
-        ttl = EVENT_BACKED_TTL_S if backed else LIVE_STATE_TTL_S
-        self._live[run_id] = (info, _monotonic() + ttl)
+        now = _monotonic()
+        if self._events_up and generation == self._events_generation:
+            fresh_until = now + EVENT_BACKED_TTL_S
+            self._live[run_id] = (info, fresh_until, fresh_until + REVALIDATE_GRACE_S)
+        else:
+            self._live[run_id] = (info, now + LIVE_STATE_TTL_S, now + LIVE_STATE_TTL_S)
 
 
 def _monotonic() -> float:

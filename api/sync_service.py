@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 
-from cachetools import TTLCache
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -27,10 +26,11 @@ from api.orchestrator import (
     RunInfo,
     RunStatus,
 )
+from api.run_ownership import RunOwnership
 from core import run_starts
 from core.db import session_scope
 from core.models import ExternalCalendar, TaskConnection
-from core.repositories.runs import OwnedRun, fill_missing_error, owned_run
+from core.repositories.runs import OwnedRun, fill_missing_error
 from core.run_starts import StartRequest
 from core.sync_requests import request_sync
 from core.sync_state import SyncedModel
@@ -158,36 +158,6 @@ async def cancel_active(orchestrator: Orchestrator, run_ids: Iterable[uuid.UUID 
         logger.warning("could not cancel in-flight runs: %s", exc)
 
 
-OWNERSHIP_TTL_S = 5.0
-OWNERSHIP_CACHE_SIZE = 100_000
-_ownership: TTLCache[tuple[str, uuid.UUID], OwnedRun] = TTLCache(
-    OWNERSHIP_CACHE_SIZE, OWNERSHIP_TTL_S
-)
-
-
-def _owned(user_id: str, run_id: uuid.UUID) -> OwnedRun | None:
-    with session_scope() as session:
-        return owned_run(session, user_id, run_id)
-
-
-def forget_ownership(user_id: str) -> None:
-    """Drop what this process remembers of the user's runs (after a disconnect)."""
-    for key in [key for key in _ownership if key[0] == user_id]:
-        _ownership.pop(key, None)
-
-
-async def _cached_owned(user_id: str, run_id: uuid.UUID) -> OwnedRun | None:
-    """Ownership of a run, remembered briefly: pollers ask the same question several times a
-    second. Only positive answers are kept, so a run recorded a moment ago is never 404 here."""
-    hit = _ownership.get((user_id, run_id))
-    if hit is not None:
-        return hit
-    owned = await run_in_threadpool(_owned, user_id, run_id)
-    if owned is not None:
-        _ownership[(user_id, run_id)] = owned
-    return owned
-
-
 def _fill(owned: OwnedRun, run_id: uuid.UUID, message: str) -> None:
     with session_scope() as session:
         fill_missing_error(session, owned.model, owned.row_id, run_id, message)
@@ -205,9 +175,11 @@ def with_row_error(info: RunInfo, row_error: str | None) -> RunInfo:
     return info
 
 
-async def run_status(orchestrator: Orchestrator, user_id: str, run_id: uuid.UUID) -> RunInfo | None:
+async def run_status(
+    orchestrator: Orchestrator, ownership: RunOwnership, user_id: str, run_id: uuid.UUID
+) -> RunInfo | None:
     """The run's status if it is recorded on one of the user's rows; None means 404."""
-    owned = await _cached_owned(user_id, run_id)
+    owned = await ownership.owned(user_id, run_id)
     if owned is None:
         return None
     info = await orchestrator.read_run(run_id)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
 from api import calendar_service, connect_service, disconnect_service, oauth_consent
-from api.deps import AUTH_ERRORS, UNREADABLE_BODY, CurrentUser, OrchestratorDep
+from api.deps import AUTH_ERRORS, UNREADABLE_BODY, CurrentUser, OrchestratorDep, OwnershipDep
 from api.limits import TOO_MANY_REQUESTS, LimitsDep
 from api.schemas import (
     AuthorizeUrl,
@@ -116,11 +116,12 @@ async def disconnect(
     connection_id: uuid.UUID,
     user: CurrentUser,
     orchestrator: OrchestratorDep,
+    ownership: OwnershipDep,
     background: BackgroundTasks,
 ) -> Response:
     """Remove a Google or Linear connection with everything it synced; the provider's token is
     revoked after the response, best effort."""
-    done = await disconnect_service.disconnect(orchestrator, user.id, connection_id)
+    done = await disconnect_service.disconnect(orchestrator, ownership, user.id, connection_id)
     if done.revoke is not None:
         background.add_task(done.revoke)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
+from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep, OwnershipDep
 from api.errors import ApiError, ErrorCode
 from api.schemas import ErrorBody, RunStatusOut
 from api.sync_service import run_status
@@ -20,9 +20,12 @@ router = APIRouter(tags=["sync runs"], responses=AUTH_ERRORS)
     responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}},
 )
 async def get_sync_run(
-    flow_run_id: uuid.UUID, user: CurrentUser, orchestrator: OrchestratorDep
+    flow_run_id: uuid.UUID,
+    user: CurrentUser,
+    orchestrator: OrchestratorDep,
+    ownership: OwnershipDep,
 ) -> RunStatusOut:
-    info = await run_status(orchestrator, user.id, flow_run_id)
+    info = await run_status(orchestrator, ownership, user.id, flow_run_id)
     if info is None:
         raise ApiError(
             status.HTTP_404_NOT_FOUND, "sync run not found", ErrorCode.SYNC_RUN_NOT_FOUND

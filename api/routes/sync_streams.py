@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import AUTH_ERRORS, JSON_ERROR, LiveHubDep, OrchestratorDep
+from api.deps import AUTH_ERRORS, JSON_ERROR, LiveHubDep, OrchestratorDep, OwnershipDep
 from api.errors import ApiError, ErrorCode
 from api.limits import TOO_MANY_REQUESTS, sync_stream_slot
 from api.live_hub import is_final_event_id
@@ -24,13 +24,14 @@ async def _resume_point(
     flow_run_id: uuid.UUID,
     user: StreamUser,
     orchestrator: OrchestratorDep,
+    ownership: OwnershipDep,
     last_event_id: Annotated[
         str | None, Header(description="Sent by SSE clients when they reconnect.")
     ] = None,
 ) -> int | None:
     """404 unless the run is on one of the user's rows (as the status route); 204 when the
     reconnecting client already has the run's terminal event, which stops EventSource."""
-    info = await run_status(orchestrator, user.id, flow_run_id)
+    info = await run_status(orchestrator, ownership, user.id, flow_run_id)
     if info is None:
         raise ApiError(
             status.HTTP_404_NOT_FOUND, "sync run not found", ErrorCode.SYNC_RUN_NOT_FOUND

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -21,27 +22,50 @@ class OwnedRun:
 
 def owned_run(session: Session, user_id: str, flow_run_id: uuid.UUID) -> OwnedRun | None:
     """The row whose latest run is `flow_run_id`, if the user owns it; otherwise None."""
-    calendar = session.execute(
-        select(ExternalCalendar.id, ExternalCalendar.last_sync_error_message)
+    return owned_runs(session, [(user_id, flow_run_id)]).get((user_id, flow_run_id))
+
+
+def owned_runs(
+    session: Session, asked: Iterable[tuple[str, uuid.UUID]]
+) -> dict[tuple[str, uuid.UUID], OwnedRun]:
+    """For each (user, run) asked, the user's row whose latest run it is; pairs whose run is
+    on no row of that user are left out. Two queries however many pairs are asked."""
+    wanted = set(asked)
+    if not wanted:
+        return {}
+    users = {user_id for user_id, _ in wanted}
+    runs = {run_id for _, run_id in wanted}
+    found: dict[tuple[str, uuid.UUID], OwnedRun] = {}
+    calendars = session.execute(
+        select(
+            CalendarConnection.user_id,
+            ExternalCalendar.latest_sync_flow_run_id,
+            ExternalCalendar.id,
+            ExternalCalendar.last_sync_error_message,
+        )
         .join(CalendarConnection)
         .where(
-            ExternalCalendar.latest_sync_flow_run_id == flow_run_id,
-            CalendarConnection.user_id == user_id,
+            ExternalCalendar.latest_sync_flow_run_id.in_(runs),
+            CalendarConnection.user_id.in_(users),
         )
-        .limit(1)
-    ).first()
-    if calendar is not None:
-        return OwnedRun(ExternalCalendar, calendar[0], calendar[1])
-    task = session.execute(
-        select(TaskConnection.id, TaskConnection.last_sync_error_message)
-        .where(
-            TaskConnection.latest_sync_flow_run_id == flow_run_id, TaskConnection.user_id == user_id
-        )
-        .limit(1)
-    ).first()
-    if task is not None:
-        return OwnedRun(TaskConnection, task[0], task[1])
-    return None
+    )
+    for user_id, run_id, row_id, message in calendars:
+        if (user_id, run_id) in wanted:
+            found.setdefault((user_id, run_id), OwnedRun(ExternalCalendar, row_id, message))
+    if len(found) == len(wanted):
+        return found
+    tasks = session.execute(
+        select(
+            TaskConnection.user_id,
+            TaskConnection.latest_sync_flow_run_id,
+            TaskConnection.id,
+            TaskConnection.last_sync_error_message,
+        ).where(TaskConnection.latest_sync_flow_run_id.in_(runs), TaskConnection.user_id.in_(users))
+    )
+    for user_id, run_id, row_id, message in tasks:
+        if (user_id, run_id) in wanted:
+            found.setdefault((user_id, run_id), OwnedRun(TaskConnection, row_id, message))
+    return found
 
 
 @dataclass(frozen=True)
