@@ -36,6 +36,7 @@ import httpx
 from cachetools import LRUCache, TLRUCache, TTLCache
 from prefect import get_client
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterDeploymentId,
@@ -49,7 +50,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events import Event
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelled, Cancelling
+from prefect.states import Cancelled, Cancelling, Scheduled, to_state_create
 
 from api.background_refresh import BackgroundRefresh
 from api.metrics import PREFECT_CALL_ERRORS, STATUS_CACHE
@@ -325,14 +326,32 @@ class Orchestrator:
         """Create a flow run from a deployment; the same idempotency key returns the same run."""
 
         async def create() -> FlowRun:
-            return await self._bounded(
-                self.client.create_flow_run_from_deployment(
-                    await self._deployment_id(deployment),
-                    parameters=parameters,
-                    tags=list(tags),
-                    idempotency_key=idempotency_key,
-                )
+            deployment_id = await self._deployment_id(deployment)
+            # What the client's `create_flow_run_from_deployment` sends, and one field it does
+            # not offer: the parameters are IDs of this API's own rows, validated again by the
+            # flow as it starts, so Prefect's JSON-schema check of them (~2 ms of a ~22 ms
+            # create, measured A/B) is skipped. Runs started from the UI are still checked.
+            body = DeploymentFlowRunCreate(
+                parameters=parameters,
+                state=to_state_create(Scheduled()),
+                tags=list(tags),
+                idempotency_key=idempotency_key,
+                enforce_parameter_schema=False,
             )
+            try:
+                response = await self._bounded(
+                    self.client.request(
+                        "POST",
+                        "/deployments/{id}/create_flow_run",
+                        path_params={"id": deployment_id},
+                        json=body.model_dump(mode="json", exclude_unset=True),
+                    )
+                )
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code == 404:
+                    raise ObjectNotFound(http_exc=exc) from None
+                raise
+            return FlowRun.model_validate(response.json())
 
         try:
             run = await create()

@@ -3,8 +3,10 @@
 The runs polled are pending (the runner is stopped once deployments exist), so no read is
 answered from the terminal-state cache.
 
-`python -m bench.api --json` prints one JSON line: start_p50_ms (POST sync), status_p50_ms (one
-poller alone), status_rps and status_p99_ms (`wrk` with 100 connections rotating over 100
+`python -m bench.api --json` prints one JSON line: start_p50_ms (POST sync) beside
+prefect_create_p50_ms (the same create made directly with Prefect's client, its baseline: a
+start cannot be faster than the create it waits for), status_p50_ms (one poller alone),
+status_rps and status_p99_ms (`wrk` with 100 connections rotating over 100
 distinct runs and their owners' tokens, bench/wrk_load.py, with the CPU share of the generator,
 the API and Prefect beside them), python_pollers_rps and status_p99_ms_python (100 Python
 pollers, the latency reference a browser-like client sees), and prefect_read_p50_ms (the same
@@ -129,6 +131,30 @@ def _prefect_reads(run_id: str, count: int) -> float:
     return statistics.median(latencies)
 
 
+def _prefect_creates(calendar_ids: list[uuid.UUID], count: int) -> float:
+    """p50 of the same creates made directly with Prefect's client: its
+    `create_flow_run_from_deployment` with parameters, tags and an idempotency key as the API
+    sends them. The start's baseline."""
+    from prefect import get_client
+
+    from deployments.names import CALENDAR_SYNC
+
+    latencies = []
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(CALENDAR_SYNC)
+        for index in range(count):
+            calendar_id = calendar_ids[index % len(calendar_ids)]
+            started = time.perf_counter()
+            client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={"external_calendar_id": str(calendar_id)},
+                tags=["provider:google", "user:bench", "source:bench"],
+                idempotency_key=f"bench:{uuid.uuid4()}",
+            )
+            latencies.append((time.perf_counter() - started) * 1000)
+    return statistics.median(latencies)
+
+
 def _wrk_figures(stack: Any, targets: list[tuple[str, str]], seconds: float) -> dict[str, Any]:
     from bench.wrk_load import INSTALL_HINT, status_load, wrk_path
 
@@ -190,10 +216,15 @@ def run(calendars: int, seconds: float, api_workers: int) -> dict[str, Any]:
         throughput = _wrk_figures(stack, targets, seconds)
         pollers = asyncio.run(_load(stack.api_url, targets, seconds))
         prefect_p50 = _prefect_reads(run_id, 300)
+        calendar_ids = [c for ids in by_user.values() for c in ids]
+        create_p50 = _prefect_creates(calendar_ids, len(start_ms))
     status_p50 = statistics.median(alone)
+    start_p50 = statistics.median(start_ms)
     return {
         "benchmark": "api",
-        "start_p50_ms": round(statistics.median(start_ms), 2),
+        "start_p50_ms": round(start_p50, 2),
+        "prefect_create_p50_ms": round(create_p50, 2),
+        "start_vs_prefect_create": round(start_p50 / create_p50, 2),
         "status_p50_ms": round(status_p50, 2),
         **throughput,
         **pollers,

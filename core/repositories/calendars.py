@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, contains_eager, selectinload
 
 from core.models import CalendarConnection, ExternalCalendar
 
@@ -18,7 +18,8 @@ def user_calendar(
         select(ExternalCalendar)
         .join(CalendarConnection)
         .where(ExternalCalendar.id == calendar_id, CalendarConnection.user_id == user_id)
-        .options(selectinload(ExternalCalendar.connection))
+        # The connection from the join already made: one query, not a second SELECT.
+        .options(contains_eager(ExternalCalendar.connection))
     ).one_or_none()
 
 
@@ -29,7 +30,7 @@ def user_calendars(
         select(ExternalCalendar)
         .join(CalendarConnection)
         .where(CalendarConnection.user_id == user_id)
-        .options(selectinload(ExternalCalendar.connection))
+        .options(contains_eager(ExternalCalendar.connection))
         .order_by(ExternalCalendar.name, ExternalCalendar.id)
     )
     if enabled_only:
