@@ -248,18 +248,23 @@ def test_cancelling_a_run_kills_its_process(served) -> None:
 
 def test_many_runs_that_leak_memory_leave_the_starter_and_its_forkserver_flat(served) -> None:
     """Each probe keeps 20 MB in a module global; 20 runs in a row would add 400 MB to whichever
-    process kept them (bench/flow_latency.py --runs-in-a-row runs 1,000)."""
+    process kept them (bench/flow_latency.py --runs-in-a-row runs 1,000). The worker also builds
+    Prefect's clients and observer for every run it starts (the runner keeps one set): it runs
+    60, and may not grow by 50 KB a run (it grew 110-250 KB a run before it shared one TLS
+    context between those clients and trimmed its heap after each run, deployments/warm_worker.py).
+    """
     deployment, starter_pid = served
+    runs, limit_mb = (60, 3.0) if deployment == WORKER_DEPLOYMENT else (20, 20.0)
     for i in range(5):
         complete_probe(deployment, marker=f"warm-up-{i}")
     forkserver = forkserver_of(starter_pid)
     before = rss_kb(starter_pid), rss_kb(forkserver)
 
-    for i in range(20):
+    for i in range(runs):
         report = complete_probe(deployment, marker=f"leak-{i}")
         assert report["leaked_global_mb"] == 0 and report["leaked_env"] is None
 
     after = rss_kb(starter_pid), rss_kb(forkserver_of(starter_pid))
     assert forkserver_of(starter_pid) == forkserver
     growth_mb = [(a - b) / 1024 for a, b in zip(after, before, strict=True)]
-    assert all(g < 20 for g in growth_mb), f"RSS growth (starter, forkserver): {growth_mb} MB"
+    assert all(g < limit_mb for g in growth_mb), f"RSS growth (starter, forkserver): {growth_mb} MB"
