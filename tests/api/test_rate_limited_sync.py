@@ -33,6 +33,18 @@ pytestmark = pytest.mark.integration
 SCHEDULING_SLACK = timedelta(seconds=1)
 
 
+def rate_limit_once(google: GoogleEmulator, calendar_id: str) -> None:
+    """The calendar's next listing is a 429 with a long Retry-After. Its own listing only:
+    another test's run listing meanwhile must not take it."""
+    google.fault(
+        endpoint="events.list",
+        status=429,
+        retry_after=RETRY_AFTER_S,
+        count=1,
+        calendar_id=calendar_id,
+    )
+
+
 def test_long_retry_after_reschedules_the_run_and_it_completes_then(
     api_url: str, google: GoogleEmulator
 ) -> None:
@@ -45,14 +57,7 @@ def test_long_retry_after_reschedules_the_run_and_it_completes_then(
     streamer = httpx.Client(
         base_url=api_url, headers=bearer(user), timeout=httpx.Timeout(10, read=None)
     )
-    # Its own calendar's listing only: another test's run listing meanwhile must not take it.
-    google.fault(
-        endpoint="events.list",
-        status=429,
-        retry_after=RETRY_AFTER_S,
-        count=1,
-        calendar_id=cal["id"],
-    )
+    rate_limit_once(google, cal["id"])
     google.reset_calls()
 
     run_id = client.post(f"/calendars/{row_id}/sync").json()["flow_run_id"]
@@ -107,13 +112,7 @@ def test_without_a_deployment_to_start_it_again_a_long_rate_limit_fails_the_run(
     account = google.account()
     cal = google.calendar(account["email"], "Work")
     row_id = seed_calendar(account, cal, user_id=f"user-{uuid.uuid4().hex[:8]}")
-    google.fault(
-        endpoint="events.list",
-        status=429,
-        retry_after=RETRY_AFTER_S,
-        count=1,
-        calendar_id=cal["id"],
-    )
+    rate_limit_once(google, cal["id"])
 
     state = asyncio.run(sync_calendar(row_id, return_state=True))  # type: ignore[call-overload]
 
