@@ -1,6 +1,6 @@
 """Re-read aging cache entries behind their readers, each key once at a time.
 
-The API's read caches (run states in api/orchestrator.py, run ownership in api/sync_service.py)
+The API's read caches (run states in api/orchestrator.py, run ownership in api/run_ownership.py)
 answer an entry past its freshness for a grace period while this re-reads it in the background.
 Without it, every poller of an entry that just aged waits for the re-read, and under load that
 read waits its turn on a busy event loop: 100 pollers at 4,000 req/s saw a 250-400 ms p99 made

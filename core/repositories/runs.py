@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from core.models import CalendarConnection, ExternalCalendar, TaskConnection
@@ -49,9 +49,7 @@ def owned_runs(
             CalendarConnection.user_id.in_(users),
         )
     )
-    for user_id, run_id, row_id, message in calendars:
-        if (user_id, run_id) in wanted:
-            found.setdefault((user_id, run_id), OwnedRun(ExternalCalendar, row_id, message))
+    _keep_asked(found, wanted, ExternalCalendar, calendars)
     if len(found) == len(wanted):
         return found
     tasks = session.execute(
@@ -62,10 +60,21 @@ def owned_runs(
             TaskConnection.last_sync_error_message,
         ).where(TaskConnection.latest_sync_flow_run_id.in_(runs), TaskConnection.user_id.in_(users))
     )
-    for user_id, run_id, row_id, message in tasks:
-        if (user_id, run_id) in wanted:
-            found.setdefault((user_id, run_id), OwnedRun(TaskConnection, row_id, message))
+    _keep_asked(found, wanted, TaskConnection, tasks)
     return found
+
+
+def _keep_asked(
+    found: dict[tuple[str, uuid.UUID], OwnedRun],
+    wanted: set[tuple[str, uuid.UUID]],
+    model: SyncedModel,
+    rows: Iterable[Row[tuple[str, uuid.UUID, uuid.UUID, str | None]]],
+) -> None:
+    """Add the rows whose (user, run) pair was asked (a query by users and runs apart may match
+    a user's row with another user's run)."""
+    for user_id, run_id, row_id, message in rows:
+        if (user_id, run_id) in wanted:
+            found.setdefault((user_id, run_id), OwnedRun(model, row_id, message))
 
 
 @dataclass(frozen=True)
