@@ -12,6 +12,7 @@ from api.auth import CurrentUser
 from api.live_hub import LiveHub
 from api.orchestrator import Orchestrator
 from api.run_ownership import RunOwnership
+from api.schemas import ErrorBody
 from core.db import session_factory
 
 # Errors are JSON on every route, event streams included (a `model` would take the route's
@@ -21,6 +22,10 @@ JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Erro
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "The bearer token is missing, expired or invalid.", "content": JSON_ERROR},
     503: {"description": "The token's signing keys cannot be fetched now.", "content": JSON_ERROR},
+}
+# Routes that start syncs answer 503 while Prefect does not (the request stays owed).
+START_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "The orchestrator is unreachable."}
 }
 # FastAPI's own answer to a body it cannot decode (not UTF-8): routes taking a body document it.
 UNREADABLE_BODY: dict[int | str, dict[str, Any]] = {
@@ -55,6 +60,7 @@ LiveHubDep = Annotated[LiveHub, Depends(get_live_hub)]
 __all__ = [
     "AUTH_ERRORS",
     "JSON_ERROR",
+    "START_UNAVAILABLE",
     "UNREADABLE_BODY",
     "CurrentUser",
     "LiveHubDep",

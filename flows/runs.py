@@ -72,14 +72,19 @@ def _merged_tags(run: FlowRun, tags: list[str]) -> list[str]:
     return sorted(merged)
 
 
-async def add_run_tags(tags: list[str]) -> None:
-    """Tag the current run (provider, user, source) whichever path started it, keeping existing
-    tags. The run as the engine read it at its start says which tags it has: a run the API or a
-    sweep started has them all, and costs no call."""
-    run_id = current_run_id()
+def _run_as_started(run_id: uuid.UUID) -> FlowRun | None:
+    """The current run as the engine read it at its start, tags included (no call)."""
     context = FlowRunContext.get()
     run = context.flow_run if context is not None else None
-    if run is None or run.id != run_id:
+    return run if run is not None and run.id == run_id else None
+
+
+async def add_run_tags(tags: list[str]) -> None:
+    """Tag the current run (provider, user, source) whichever path started it, keeping existing
+    tags. A run the API or a sweep started has them all already, and costs no call."""
+    run_id = current_run_id()
+    run = _run_as_started(run_id)
+    if run is None:
         async with get_client() as client:
             run = await client.read_flow_run(run_id)
     merged = _merged_tags(run, tags)
@@ -91,8 +96,11 @@ async def add_run_tags(tags: list[str]) -> None:
 def tag_source() -> None:
     """For the sync (non-async) sweep and renewal flows: make sure the run has a `source:` tag."""
     run_id = current_run_id()
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_id)
-        merged = _merged_tags(run, [])
-        if merged != sorted(run.tags):
+    run = _run_as_started(run_id)
+    if run is None:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_id)
+    merged = _merged_tags(run, [])
+    if merged != sorted(run.tags):
+        with get_client(sync_client=True) as client:
             client.update_flow_run(run_id, tags=merged)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from starlette.concurrency import run_in_threadpool
 
 from api.connection_views import LISTING_UNAVAILABLE, google_connection_out, latest_runs
-from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep
+from api.deps import AUTH_ERRORS, START_UNAVAILABLE, CurrentUser, OrchestratorDep
 from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep, UserLimits
 from api.orchestrator import Orchestrator, RunStatus
 from api.schemas import (
@@ -35,7 +35,6 @@ from core.sync_requests import RequestSource
 router = APIRouter(tags=["calendars"], responses=AUTH_ERRORS)
 
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No such calendar for this user."}}
-UNAVAILABLE = {503: {"model": ErrorBody, "description": "The orchestrator is unreachable."}}
 
 
 def _connections(user_id: str) -> list[CalendarConnection]:
@@ -85,7 +84,7 @@ def _request_calendar_sync(
     "/calendars/{calendar_id}/sync",
     response_model=SyncStarted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**NOT_FOUND, **UNAVAILABLE, 409: {"model": ErrorBody}, **TOO_MANY_REQUESTS},
+    responses={**NOT_FOUND, **START_UNAVAILABLE, 409: {"model": ErrorBody}, **TOO_MANY_REQUESTS},
 )
 async def sync_calendar(
     calendar_id: uuid.UUID, user: CurrentUser, orchestrator: OrchestratorDep, limits: LimitsDep
@@ -132,7 +131,7 @@ def _enabled_calendars(user_id: str) -> list[ExternalCalendar]:
     "/calendars/sync",
     response_model=SyncAllStarted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**UNAVAILABLE, **TOO_MANY_REQUESTS},
+    responses={**START_UNAVAILABLE, **TOO_MANY_REQUESTS},
 )
 async def sync_all_calendars(
     user: CurrentUser, orchestrator: OrchestratorDep, limits: LimitsDep

@@ -8,11 +8,10 @@ from fastapi import APIRouter, Query, status
 from starlette.concurrency import run_in_threadpool
 
 from api.connection_views import LISTING_UNAVAILABLE, latest_runs, linear_connection_out
-from api.deps import AUTH_ERRORS, CurrentUser, OrchestratorDep, SessionDep
+from api.deps import AUTH_ERRORS, START_UNAVAILABLE, CurrentUser, OrchestratorDep, SessionDep
 from api.limits import SYNC_START, TOO_MANY_REQUESTS, LimitsDep
 from api.orchestrator import RunStatus
 from api.schemas import (
-    ErrorBody,
     LinearConnectionOut,
     LinearSyncAllStarted,
     LinearSyncStarted,
@@ -26,8 +25,6 @@ from core.repositories.tasks import user_task_connections, user_task_items
 from core.sync_requests import RequestSource
 
 router = APIRouter(tags=["linear"], responses=AUTH_ERRORS)
-
-UNAVAILABLE = {503: {"model": ErrorBody, "description": "The orchestrator is unreachable."}}
 
 
 def _connections(user_id: str) -> list[TaskConnection]:
@@ -50,7 +47,7 @@ async def my_linear_connections(
     "/linear/sync",
     response_model=LinearSyncAllStarted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**UNAVAILABLE, **TOO_MANY_REQUESTS},
+    responses={**START_UNAVAILABLE, **TOO_MANY_REQUESTS},
 )
 async def sync_linear(
     user: CurrentUser, orchestrator: OrchestratorDep, limits: LimitsDep
