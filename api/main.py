@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import TokenVerifier
 from api.body_limit import BodyLimit, document_body_limit
+from api.bound_database import BoundDatabase
 from api.catch_all import CatchAll
 from api.errors import ErrorCode, error_response, http_error, refused
 from api.limits import UserLimits
@@ -55,6 +56,7 @@ from api.routes.demo_page import router as demo_page_router
 from api.routes.sync_streams import router as sync_streams_router
 from api.run_ownership import RunOwnership
 from api.run_reconciler import RunReconciler
+from core.db import current_engine, engine_bound
 from core.db_errors import database_unavailable
 from core.errors import RequestRefused, SyncError
 from core.log_config import configure_logging
@@ -71,6 +73,14 @@ MAX_ECHOED_INPUT = 100
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # The loops and tasks started here work on the app's own database (api/bound_database.py).
+    with engine_bound(app.state.engine):
+        async with _running(app):
+            yield
+
+
+@asynccontextmanager
+async def _running(app: FastAPI) -> AsyncIterator[None]:
     orchestrator = Orchestrator(
         api_url=app.state.prefect_api_url, events_api_url=app.state.prefect_events_url
     )
@@ -171,6 +181,8 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
     app.state.token_verifier = TokenVerifier(settings)
     app.state.limits = UserLimits(settings)
     app.state.prefect_api_url = prefect_api_url
+    # The database this app works on for its whole life (no connection is made here).
+    app.state.engine = current_engine()
     # Where the events websocket is, when not beside the API (tests point it at a dead port).
     app.state.prefect_events_url = None
     if not settings.push_enabled:
@@ -180,6 +192,7 @@ def create_app(prefect_api_url: str | None = None) -> FastAPI:
             settings.fallback_sync_interval_s,
         )
     # Added innermost first: CORS wraps the 413s and 500s too, so browsers can read them.
+    app.add_middleware(BoundDatabase, engine=app.state.engine)
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

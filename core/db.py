@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -120,8 +121,30 @@ def get_engine(url: str | None = None) -> Engine:
     return make_engine(url or get_settings().database_url)
 
 
+# The engine of the app whose work this is, for the lifetime of its requests and background
+# loops (`engine_bound`). An app keeps the database it started with even if this process's
+# settings change later: tests serve several apps in threads of one process, each on its own
+# database, and a loop of one must never work on another's rows.
+_bound_engine: ContextVar[Engine | None] = ContextVar("calsync_bound_engine", default=None)
+
+
+@contextmanager
+def engine_bound(engine: Engine) -> Iterator[None]:
+    """Sessions opened in this context, and in the tasks and threads it starts, use `engine`."""
+    token = _bound_engine.set(engine)
+    try:
+        yield
+    finally:
+        _bound_engine.reset(token)
+
+
+def current_engine() -> Engine:
+    """The bound engine (`engine_bound`), else the one the settings name."""
+    return _bound_engine.get() or get_engine()
+
+
 def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
-    return _sessionmaker(engine or get_engine())
+    return _sessionmaker(engine or current_engine())
 
 
 @lru_cache(maxsize=8)

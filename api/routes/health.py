@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import OrchestratorDep
 from api.schemas import Health
-from core.db import get_engine
+from core.db import current_engine
 
 router = APIRouter(tags=["health"])
 
@@ -22,7 +22,7 @@ async def healthz() -> Health:
 
 def _database_ok() -> bool:
     try:
-        with get_engine().connect() as conn:
+        with current_engine().connect() as conn:
             conn.execute(text("SELECT 1"))
         return True
     except Exception:
