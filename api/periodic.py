@@ -2,8 +2,7 @@
 
 A pass that raises is logged and the next one retries. A pass still running after
 `pass_timeout_s` is cancelled and left behind (logged with where it waits), and the next pass
-starts anyway: one call that never returns must not end the loop for good. (A replica's owed-start
-loop once made no pass for five minutes after a host outage, with no error logged.) The jobs are
+starts anyway: one call that never returns must not end the loop for good. The jobs are
 idempotent (api/owed_starts.py, api/run_reconciler.py), so a pass left behind that wakes up
 later does no harm.
 """
